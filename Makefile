@@ -1,0 +1,37 @@
+# Two commands on a fresh machine: `make run` (the chat) and `make test` (the whole suite).
+# Everything else they need (the virtual environment, the packages, the index) is made here.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export GRADIO_ANALYTICS_ENABLED := False
+export HF_HUB_OFFLINE := 1
+
+.PHONY: run test index eval lint clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# torch first, pinned: this machine carries its CPU build; an unpinned torch pulls CUDA
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+index: $(STAMP)
+	$(BIN)/ctqa index
+
+run: index
+	$(BIN)/ctqa serve
+
+test: index
+	$(BIN)/python -m pytest
+
+eval: index
+	$(BIN)/ctqa eval --set all
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests eval
+
+clean:
+	rm -rf $(VENV) .pytest_cache test-output

@@ -1,0 +1,380 @@
+"""`Bot` and `answer`: validate the question, resolve follow-ups, retrieve, abstain or cite.
+
+>>> from ctqa import answer                                  # doctest: +SKIP
+>>> a = answer("Who led the French delegation?")            # doctest: +SKIP
+>>> a.citations[0].paragraph, a.citations[0].text[:40]     # doctest: +SKIP
+(3, 'The two countries held the 15th Meeting ')
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import sys
+import threading
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import Settings
+from .errors import BadQuestion
+from .lexical import terms
+
+CONNECTIVE = re.compile(
+    r"^\s*(and|but|also|so|then|ok|okay|what about|how about|what of|same for|and what about)\b",
+    re.IGNORECASE,
+)
+REFERRING = frozenset(
+    [
+        "it",
+        "its",
+        "they",
+        "them",
+        "their",
+        "theirs",
+        "he",
+        "him",
+        "his",
+        "she",
+        "her",
+        "hers",
+        "that",
+        "this",
+        "those",
+        "these",
+        "there",
+        "then",
+        "one",
+        "ones",
+        "other",
+        "others",
+        "same",
+        "former",
+        "latter",
+    ]
+)
+
+
+@dataclass(frozen=True)
+class Citation:
+    """A cited passage: `text == statement file text[start:end]`; `highlight` is the
+    (start, end) of the answering sentence in the same coordinates."""
+
+    doc_id: str
+    title: str
+    date: str | None
+    source: str
+    paragraph: int
+    start: int
+    end: int
+    text: str
+    highlight: tuple[int, int]
+    score: float
+
+    @property
+    def sentence(self) -> str:
+        """The answering sentence."""
+        return self.text[self.highlight[0] - self.start : self.highlight[1] - self.start]
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A reply: citations best first, or `abstained=True` and none. `text` is Markdown.
+    `nearest` holds the closest passages when abstaining, which do not answer."""
+
+    question: str
+    query: str
+    citations: list[Citation]
+    abstained: bool
+    text: str
+    confidence: float = 0.0
+    nearest: list[Citation] = field(default_factory=list)
+
+
+def clean_question(question: object, limit: int) -> str:
+    """The question as text to search, or `BadQuestion` saying what to fix.
+
+    >>> clean_question("  Who led\\tthe delegation? ", 1000)
+    'Who led the delegation?'
+    """
+    if not isinstance(question, str):
+        raise BadQuestion(
+            f"the question must be text, not {type(question).__name__}; pass a string such as "
+            "'Who led the Indian delegation?'."
+        )
+    if any("\ud800" <= c <= "\udfff" for c in question):
+        raise BadQuestion("the question contains invalid characters (lone surrogates); retype it.")
+    if any(unicodedata.category(c) == "Cc" and c not in "\t\n\r" for c in question):
+        raise BadQuestion(
+            "the question contains control characters (such as NUL); remove them and ask again."
+        )
+    text = " ".join(question.split())
+    if not text:
+        raise BadQuestion(
+            "the question is empty; type a question, e.g. 'Who led the Indian delegation?'."
+        )
+    if len(text) > limit:
+        raise BadQuestion(
+            f"the question is {len(text):,} characters long, over the limit of {limit:,}; "
+            "shorten it to what you want to know."
+        )
+    if not any(c.isalnum() for c in text):
+        raise BadQuestion("the question has no words in it; ask it in words.")
+    return text
+
+
+def check_k(k: object, limit: int) -> int:
+    """`k` as a whole number from 1 to `limit`, or `BadQuestion`."""
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= limit:
+        raise BadQuestion(
+            f"k (the number of passages) must be a whole number from 1 to {limit}, not {k!r}."
+        )
+    return k
+
+
+def user_turns(history: object, limit: int, max_chars: int) -> list[str]:
+    """The user's earlier questions from `history` (strings, or chat messages with `role` and
+    `content`), oldest first, at most the last `limit`."""
+    if history is None:
+        return []
+    if isinstance(history, (str, bytes)) or not isinstance(history, (list, tuple)):
+        raise BadQuestion(
+            "history must be a list of earlier questions or of chat messages "
+            "({'role': 'user', 'content': '...'}), oldest first."
+        )
+    turns = []
+    for item in list(history)[-2 * limit :]:
+        if isinstance(item, str):
+            content = item
+        elif isinstance(item, dict) and "content" in item:
+            if item.get("role", "user") != "user":
+                continue
+            content = _message_text(item["content"])
+        else:
+            raise BadQuestion(
+                f"history entries must be strings or chat messages with 'role' and 'content', "
+                f"not {type(item).__name__}."
+            )
+        try:
+            turns.append(clean_question(content, max_chars))
+        except BadQuestion:
+            continue  # an earlier unusable turn does not spoil this question
+    return turns[-limit:]
+
+
+def _message_text(content: object) -> str:
+    """Text of a chat message's content: a string, or a list of parts with 'text'."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, (list, tuple)):
+        return " ".join(
+            p.get("text", "") if isinstance(p, dict) else str(p)
+            for p in content
+            if isinstance(p, (dict, str))
+        )
+    return ""
+
+
+def is_follow_up(question: str) -> bool:
+    """A question that leans on an earlier one.
+
+    >>> is_follow_up("And the French one?"), is_follow_up("Who led the French delegation?")
+    (True, False)
+    """
+    if CONNECTIVE.match(question):
+        return True
+    words = re.findall(r"[a-z']+", question.lower())
+    content = [t for t in terms(question) if t not in REFERRING]
+    return any(w in REFERRING for w in words) and len(content) <= 2
+
+
+def resolve_query(question: str, earlier: list[str]) -> str:
+    """What to search: the question itself, or with the question it follows up on.
+
+    >>> resolve_query("And the French one?", ["Who led the Indian delegation?"])
+    'Who led the Indian delegation? And the French one?'
+    """
+    context = None
+    for turn in earlier:
+        if not is_follow_up(turn) or context is None:
+            context = turn
+    if context is None or not is_follow_up(question):
+        return question
+    return f"{context} {question}"
+
+
+MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
+
+
+def escape_markdown(text: str) -> str:
+    """Text shown literally in Markdown: punctuation escaped, HTML made inert.
+
+    >>> escape_markdown("<b>*x*</b> [a](b)")
+    '&lt;b&gt;\\\\*x\\\\*&lt;/b&gt; \\\\[a\\\\](b)'
+    """
+    text = re.sub(r"\s+", " ", text)
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return MARKDOWN_SPECIAL.sub(r"\\\1", text)
+
+
+def render(
+    answer_question: str,
+    query: str,
+    citations: list[Citation],
+    abstained: bool,
+    nearest: list[Citation],
+) -> str:
+    """The reply as the chat shows it, in Markdown."""
+    lines = []
+    if query != answer_question:
+        lines.append(f"_Searched for: {escape_markdown(query)}_\n")
+    if abstained:
+        lines.append(
+            "**The statements do not answer this question.** "
+            "Nothing in them is close enough to quote as an answer."
+        )
+        if nearest:
+            lines.append("\nNearest passages (these do **not** answer it):\n")
+            lines.extend(_citation_line(i, c) for i, c in enumerate(nearest, 1))
+        return "\n".join(lines)
+    lines.append(f"> {escape_markdown(citations[0].sentence)}\n")
+    lines.extend(_citation_line(i, c) for i, c in enumerate(citations, 1))
+    return "\n".join(lines)
+
+
+def _citation_line(number: int, c: Citation) -> str:
+    lo, hi = c.highlight[0] - c.start, c.highlight[1] - c.start
+    quote = (
+        escape_markdown(c.text[:lo])
+        + "**"
+        + escape_markdown(c.text[lo:hi])
+        + "**"
+        + escape_markdown(c.text[hi:])
+    )
+    date = f", {c.date}" if c.date else ""
+    return f"{number}. *{escape_markdown(c.title)}*{date}, paragraph {c.paragraph}: “{quote}”"
+
+
+def default_index_dir(corpus: Path) -> Path:
+    """Where the index of a corpus lives when no index folder is given: a user cache folder."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ctqa"
+    digest = hashlib.sha256(str(corpus.resolve()).encode()).hexdigest()[:10]
+    return base / f"{corpus.resolve().name}-{digest}"
+
+
+class Bot:
+    """Answers questions from a corpus of statements, citing them.
+
+    >>> bot = Bot(corpus="seeds", index="embeddings")          # doctest: +SKIP
+    >>> bot.answer("Where was the meeting held?").citations[0].paragraph   # doctest: +SKIP
+    3
+
+    With a corpus, the index is built or brought up to date on first use; with only an index,
+    it is loaded and verified, and a damaged one is refused with a clear message.
+    """
+
+    def __init__(
+        self,
+        corpus: str | Path | None = None,
+        index: str | Path | None = None,
+        *,
+        settings: Settings | None = None,
+        encoder=None,
+        log=None,
+    ):
+        self.settings = settings or Settings.from_env()
+        if corpus is None and index is None:
+            corpus, index = self.settings.corpus_dir, self.settings.index_dir
+        self.corpus = Path(corpus) if corpus is not None else None
+        if index is None:  # the default corpus keeps its index in embeddings/
+            default = self.corpus.resolve() == Path(self.settings.corpus_dir).resolve()
+            index = self.settings.index_dir if default else default_index_dir(self.corpus)
+        self.index_dir = Path(index)
+        self._encoder = encoder
+        self._retriever = None
+        self._lock = threading.Lock()
+        self._log = log if log is not None else (lambda msg: print(msg, file=sys.stderr))
+
+    @property
+    def retriever(self):
+        """The loaded retriever; the index is built or loaded on first use."""
+        with self._lock:
+            if self._retriever is None:
+                from .encoder import load_encoder, token_counter
+                from .index import ensure_index
+                from .retrieval import Retriever
+
+                if self._encoder is None:
+                    self._encoder = load_encoder(self.settings.threads)
+                index = ensure_index(
+                    self.corpus,
+                    self.index_dir,
+                    lambda: self._encoder,
+                    self.settings,
+                    token_counter(),
+                    log=self._log,
+                )
+                self._retriever = Retriever(index, self._encoder, self.settings)
+            return self._retriever
+
+    def answer(
+        self,
+        question: str,
+        history: list | None = None,
+        k: int = 3,
+        doc_ids: set[str] | None = None,
+    ) -> Answer:
+        """Cited passages answering `question`, best first, or an abstention."""
+        s = self.settings
+        text = clean_question(question, s.max_question_chars)
+        k = check_k(k, s.max_k)
+        query = resolve_query(text, user_turns(history, s.max_history_turns, s.max_question_chars))
+        ranking = self.retriever.search(query, k, doc_ids)
+        citations = [self._citation(hit) for hit in ranking.hits]
+        abstained = not citations or ranking.confidence < s.abstain_below
+        shown, nearest = ([], citations) if abstained else (citations, [])
+        return Answer(
+            text,
+            query,
+            shown,
+            abstained,
+            render(text, query, shown, abstained, nearest),
+            ranking.confidence,
+            nearest,
+        )
+
+    def _citation(self, hit) -> Citation:
+        index = self.retriever.index
+        doc = index.documents[hit.passage.doc_id]
+        folder = self.corpus if self.corpus is not None else Path(index.manifest.get("corpus", ""))
+        return Citation(
+            doc_id=doc.id,
+            title=doc.title,
+            date=doc.date,
+            source=str(folder / doc.source),
+            paragraph=hit.passage.paragraph,
+            start=hit.passage.start,
+            end=hit.passage.end,
+            text=hit.passage.text,
+            highlight=(hit.sentence.start, hit.sentence.end),
+            score=round(hit.score, 4),
+        )
+
+
+_default_bot: Bot | None = None
+_default_lock = threading.Lock()
+
+
+def default_bot() -> Bot:
+    """The process-wide bot over the default corpus (`seeds/` -> `embeddings/`)."""
+    global _default_bot
+    with _default_lock:
+        if _default_bot is None:
+            _default_bot = Bot()
+        return _default_bot
+
+
+def answer(question: str, *, history: list | None = None, k: int = 3) -> Answer:
+    """Answer from the default corpus. See `Bot.answer`."""
+    return default_bot().answer(question, history=history, k=k)

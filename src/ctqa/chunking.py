@@ -1,0 +1,149 @@
+"""`Document` to `Passage`s: paragraph-native chunks with sentence offsets. Pure functions.
+
+A passage never crosses a paragraph. A paragraph longer than the encoder's token limit is
+split at sentence boundaries (and a single over-long sentence at word boundaries). Every
+offset points into the document's text: `doc.text[p.start:p.end] == p.text`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+
+from .corpus import Document
+
+PARAGRAPH_BREAK = re.compile(r"\n[ \t\r\f\v]*\n")
+SPLITTER_NAME = "pysbd-0.3.4"
+
+
+@dataclass(frozen=True)
+class Span:
+    """A half-open character range `[start, end)` in a document's text."""
+
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A citable chunk: one paragraph, or one sentence-aligned part of a long paragraph."""
+
+    doc_id: str
+    paragraph: int  # 1-based, in the document
+    part: int  # 1-based part of the paragraph; 1 when the paragraph is whole
+    start: int
+    end: int
+    text: str
+    sentences: tuple[Span, ...]
+
+
+def trimmed(text: str, start: int, end: int) -> Span | None:
+    """Shrink `[start, end)` to exclude surrounding whitespace; None when nothing is left.
+
+    >>> trimmed("  ab  ", 0, 6)
+    Span(start=2, end=4)
+    """
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return Span(start, end) if start < end else None
+
+
+def paragraph_spans(text: str, start: int = 0) -> list[Span]:
+    """Paragraphs of `text[start:]`, separated by blank lines.
+
+    >>> paragraph_spans("One.\\n\\n  Two\\nlines.\\n")
+    [Span(start=0, end=4), Span(start=8, end=18)]
+    """
+    spans, cursor = [], start
+    for match in PARAGRAPH_BREAK.finditer(text, start):
+        if (span := trimmed(text, cursor, match.start())) is not None:
+            spans.append(span)
+        cursor = match.end()
+    if (span := trimmed(text, cursor, len(text))) is not None:
+        spans.append(span)
+    return spans
+
+
+@lru_cache(maxsize=1)
+def _segmenter():
+    import pysbd
+
+    return pysbd.Segmenter(language="en", clean=False)
+
+
+def sentence_spans(text: str, span: Span) -> list[Span]:
+    """Sentences of `text[span.start:span.end]`, found by pysbd, as spans of `text`.
+
+    >>> sentence_spans("Hi. We met in Paris. It rained.", Span(4, 31))
+    [Span(start=4, end=20), Span(start=21, end=31)]
+    """
+    spans, cursor = [], span.start
+    for sentence in _segmenter().segment(text[span.start : span.end]):
+        sentence = sentence.strip()
+        if not sentence:
+            continue
+        found = text.find(sentence, cursor, span.end)
+        if found < 0:  # the splitter altered the text: keep the rest as one sentence
+            break
+        spans.append(Span(found, found + len(sentence)))
+        cursor = found + len(sentence)
+    if (rest := trimmed(text, cursor, span.end)) is not None:
+        spans.append(rest)
+    return spans
+
+
+def split_words(text: str, span: Span, fits: Callable[[Span], bool]) -> Iterator[Span]:
+    """Split an over-long sentence at word boundaries into spans that each `fits`."""
+    words = [
+        Span(m.start() + span.start, m.end() + span.start)
+        for m in re.finditer(r"\S+", text[span.start : span.end])
+    ]
+    i = 0
+    while i < len(words):
+        j = i + 1
+        while j < len(words) and fits(Span(words[i].start, words[j].end)):
+            j += 1
+        yield Span(words[i].start, words[j - 1].end)
+        i = j
+
+
+def pack_sentences(
+    text: str, sentences: list[Span], fits: Callable[[Span], bool]
+) -> list[list[Span]]:
+    """Group consecutive sentences greedily into runs whose whole span `fits`."""
+    pieces: list[Span] = []
+    for sentence in sentences:
+        pieces.extend([sentence] if fits(sentence) else split_words(text, sentence, fits))
+    groups: list[list[Span]] = []
+    for piece in pieces:
+        if groups and fits(Span(groups[-1][0].start, piece.end)):
+            groups[-1].append(piece)
+        else:
+            groups.append([piece])
+    return groups
+
+
+def chunk_document(
+    doc: Document, count_tokens: Callable[[str], int], max_tokens: int
+) -> list[Passage]:
+    """Passages of one document, in order. `count_tokens` counts the encoder's word pieces
+    of a text including its special tokens; no passage counts more than `max_tokens`."""
+    text = doc.text
+
+    def fits(span: Span) -> bool:
+        return count_tokens(text[span.start : span.end]) <= max_tokens
+
+    passages = []
+    for number, paragraph in enumerate(paragraph_spans(text, doc.body_start), start=1):
+        sentences = sentence_spans(text, paragraph)
+        groups = [sentences] if fits(paragraph) else pack_sentences(text, sentences, fits)
+        for part, group in enumerate(groups, start=1):
+            start, end = group[0].start, group[-1].end
+            passages.append(
+                Passage(doc.id, number, part, start, end, text[start:end], tuple(group))
+            )
+    return passages

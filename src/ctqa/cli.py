@@ -1,0 +1,190 @@
+"""The `ctqa` command: ask, index, serve, eval. Also `python -m ctqa`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from .errors import CtqaError
+
+
+def _bot(args):
+    from .bot import Bot
+
+    if args.corpus is None and args.index is None:
+        return Bot()
+    return Bot(corpus=args.corpus, index=args.index)
+
+
+def cmd_ask(args) -> int:
+    """Answer one question with cited passages.
+
+    Example: ctqa ask "Who led the French delegation?" --json
+    """
+    question = args.question
+    if question == "-":
+        data = sys.stdin.buffer.read()
+        try:
+            question = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise CtqaError(
+                "the question on standard input is not valid UTF-8; send UTF-8 text."
+            ) from None
+    answer = _bot(args).answer(question, k=args.k)
+    if args.json:
+        print(json.dumps(asdict(answer), ensure_ascii=False, indent=2))
+    else:
+        print(answer.text)
+    return 0
+
+
+def cmd_index(args) -> int:
+    """Build the index, or bring it up to date; with --check only report.
+
+    Example: ctqa index --corpus statements/ --index statements.index/
+    """
+    from .encoder import load_encoder, token_counter
+    from .index import build_index, check_status, index_settings
+
+    bot = _bot(args)
+    if bot.corpus is None:
+        raise CtqaError("--index alone cannot be built: pass --corpus DIR with the statements.")
+    encoder = load_encoder(bot.settings.threads)
+    expected = index_settings(bot.settings, encoder.name, encoder.weights_sha256, encoder.dim)
+    status = check_status(bot.index_dir, bot.corpus, expected)
+    if args.check:
+        print(f"{bot.index_dir}: {status.state}" + (f" ({status.reason})" if status.reason else ""))
+        return 0 if status.fresh else 1
+    if status.fresh and not args.force:
+        print(f"{bot.index_dir} is up to date with {bot.corpus}.")
+        return 0
+    print(
+        f"Indexing {bot.corpus} into {bot.index_dir} ({status.reason or 'forced'})…",
+        file=sys.stderr,
+    )
+    generation = build_index(
+        bot.corpus,
+        bot.index_dir,
+        encoder,
+        bot.settings,
+        token_counter(),
+        progress=sys.stderr.isatty(),
+    )
+    manifest = json.loads((generation / "manifest.json").read_text(encoding="utf-8"))
+    counts = manifest["counts"]
+    print(
+        f"Indexed {counts['documents']} statements, {counts['passages']} passages, "
+        f"{counts['sentences']} sentences into {generation}."
+    )
+    return 0
+
+
+def cmd_serve(args) -> int:
+    """Start the web chat.
+
+    Example: ctqa serve --port 7860
+    """
+    from .app import serve
+
+    serve(_bot(args), host=args.host, port=args.port)
+    return 0
+
+
+def cmd_eval(args) -> int:
+    """Run the eval question sets and print Hit@1, Hit@3, MRR@5, answer and abstention rates.
+
+    Example: ctqa eval --set statement
+    """
+    from .bot import Bot
+    from .evaluate import default_sets, format_table, run_file, write_report
+
+    sets = default_sets()
+    chosen = list(sets) if args.set == "all" else [args.set]
+    reports = []
+    for name in chosen:
+        eval_set = sets[name]
+        bot = Bot(corpus=eval_set.corpus, index=args.index_root / name if args.index_root else None)
+        for path in eval_set.files:
+            report = run_file(bot, path, k=5, limit=args.limit)
+            report.name = f"{name}/{report.name}"
+            reports.append(report)
+    print(format_table(reports))
+    path = write_report(reports, args.out, "eval")
+    print(f"Per-question report: {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ctqa", description="Cited answers from official statements."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def with_corpus(p):
+        p.add_argument("--corpus", type=Path, help="folder of statements (*.txt); default seeds/")
+        p.add_argument("--index", type=Path, help="index folder; default embeddings/")
+        return p
+
+    ask = with_corpus(
+        commands.add_parser(
+            "ask",
+            help="answer a question",
+            description=cmd_ask.__doc__,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+    )
+    ask.add_argument("question", help="the question; - reads it from standard input")
+    ask.add_argument("--json", action="store_true", help="print the answer as JSON")
+    ask.add_argument("-k", type=int, default=3, help="number of passages to cite (default 3)")
+    ask.set_defaults(run=cmd_ask)
+
+    index = with_corpus(
+        commands.add_parser(
+            "index", help="build or update the index", description=cmd_index.__doc__
+        )
+    )
+    index.add_argument(
+        "--check",
+        action="store_true",
+        help="only report whether the index is up to date (exit 1 if not)",
+    )
+    index.add_argument("--force", action="store_true", help="rebuild even when up to date")
+    index.set_defaults(run=cmd_index)
+
+    serve = with_corpus(
+        commands.add_parser("serve", help="start the web chat", description=cmd_serve.__doc__)
+    )
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)"
+    )
+    serve.add_argument("--port", type=int, default=7860)
+    serve.set_defaults(run=cmd_serve)
+
+    ev = commands.add_parser(
+        "eval", help="run the eval question sets", description=cmd_eval.__doc__
+    )
+    ev.add_argument("--set", choices=("statement", "squad", "all"), default="statement")
+    ev.add_argument("--limit", type=int, help="at most this many questions per file")
+    ev.add_argument("--index-root", type=Path, help="where to keep the eval corpora's indexes")
+    ev.add_argument("--out", type=Path, default=Path("eval/results"), help="report folder")
+    ev.set_defaults(run=cmd_eval)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except CtqaError as exc:
+        print(f"ctqa: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("ctqa: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""Settings: one frozen dataclass of defaults, each overridable by a `CTQA_*` variable.
+
+>>> Settings().max_question_chars
+1000
+>>> import os; os.environ["CTQA_MAX_QUESTION_CHARS"] = "200"; Settings.from_env().max_question_chars
+200
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+# sha256 of the official all-MiniLM-L6-v2 model.safetensors
+MODEL_WEIGHTS_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+MODEL_DIM = 384
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Defaults for every tunable; `Settings.from_env()` applies `CTQA_<NAME>` overrides."""
+
+    corpus_dir: Path = field(default_factory=lambda: PROJECT_ROOT / "seeds")
+    index_dir: Path = field(default_factory=lambda: PROJECT_ROOT / "embeddings")
+    # Questions longer than this are refused: no real question needs more, and the
+    # encoder would silently truncate past 256 word pieces anyway.
+    max_question_chars: int = 1000
+    max_history_turns: int = 50
+    max_k: int = 20
+    # MiniLM reads at most 256 word pieces, [CLS] and [SEP] included.
+    max_passage_tokens: int = 256
+    encode_batch_size: int = 32
+    # Candidates taken from each retriever before fusion.
+    candidates: int = 50
+    # Fusion weights of the passage score (see retrieval.py); chosen on the eval sets.
+    weight_dense_passage: float = 0.35
+    weight_dense_sentence: float = 0.45
+    weight_lexical: float = 0.20
+    # Below this confidence the bot abstains; chosen on the eval sets.
+    abstain_below: float = 0.38
+    threads: int = field(default_factory=lambda: max(1, min(os.cpu_count() or 1, 4)))
+
+    @classmethod
+    def from_env(cls, **overrides) -> Settings:
+        """Defaults, then `CTQA_*` environment variables, then explicit keyword overrides."""
+        values = {}
+        for f in fields(cls):
+            raw = os.environ.get(f"CTQA_{f.name.upper()}")
+            if raw is None:
+                continue
+            default = getattr(cls(), f.name)
+            try:
+                values[f.name] = type(default)(raw)
+            except ValueError as exc:
+                from .errors import CtqaError
+
+                raise CtqaError(
+                    f"CTQA_{f.name.upper()}={raw!r} is not a valid {type(default).__name__}; "
+                    "fix or unset it."
+                ) from exc
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        for key in ("corpus_dir", "index_dir"):
+            if key in values:
+                values[key] = Path(values[key])
+        return dataclasses.replace(cls(), **values)

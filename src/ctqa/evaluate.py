@@ -1,0 +1,242 @@
+"""Metrics and the eval runner behind `ctqa eval`.
+
+A question set is a JSON-lines file; each line has `question`, `answerable`, and for answerable
+questions `answers` (strings found verbatim in the right passage) and `doc` (the statement's id;
+SQuAD's `title` serves too); follow-ups carry `history`. A cited passage is a hit when it comes
+from `doc` and contains one of `answers`.
+
+>>> reciprocal_rank(2, 5), reciprocal_rank(None, 5)
+(0.5, 0.0)
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .config import PROJECT_ROOT
+
+EVAL_DIR = PROJECT_ROOT / "eval"
+
+
+@dataclass(frozen=True)
+class EvalQuestion:
+    """One line of a question set."""
+
+    id: str
+    question: str
+    answerable: bool
+    doc: str | None = None
+    answers: tuple[str, ...] = ()
+    history: tuple[str, ...] = ()
+    kind: str = ""
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """Named question files over one corpus."""
+
+    name: str
+    corpus: Path
+    files: tuple[Path, ...]
+
+
+@dataclass
+class QuestionResult:
+    """What the bot did with one question."""
+
+    id: str
+    question: str
+    query: str
+    answerable: bool
+    kind: str
+    abstained: bool
+    rank: int | None  # 1-based rank of the first hit among the ranked passages, None if none
+    confidence: float
+    latency_ms: float
+    cited: list[str] = field(default_factory=list)  # "doc ¶N: first words" per ranked passage
+
+
+@dataclass
+class SetReport:
+    """Figures for one question file."""
+
+    name: str
+    questions: int
+    answerable: int
+    hit_at_1: float | None
+    hit_at_3: float | None
+    mrr_at_5: float | None
+    answer_rate: float | None
+    abstention_rate: float | None
+    latency_p50_ms: float
+    latency_p95_ms: float
+    results: list[QuestionResult]
+
+
+def default_sets() -> dict[str, EvalSet]:
+    """The shipped sets: the statement, and the SQuAD slice."""
+    statement = EVAL_DIR / "statement"
+    squad = EVAL_DIR / "squad"
+    return {
+        "statement": EvalSet(
+            "statement",
+            PROJECT_ROOT / "seeds",
+            tuple(
+                statement / f for f in ("answerable.jsonl", "unanswerable.jsonl", "followups.jsonl")
+            ),
+        ),
+        "squad": EvalSet(
+            "squad", squad / "corpus", (squad / "questions.jsonl", squad / "outside.jsonl")
+        ),
+    }
+
+
+def load_questions(path: Path) -> list[EvalQuestion]:
+    """Questions of a JSON-lines file; SQuAD lines (`title`) map to `doc`."""
+    questions = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            questions.append(
+                EvalQuestion(
+                    id=str(row.get("id", f"{path.stem}-{number}")),
+                    question=row["question"],
+                    answerable=bool(row.get("answerable", True)),
+                    doc=row.get("doc", row.get("title")),
+                    answers=tuple(row.get("answers", ())),
+                    history=tuple(row.get("history", ())),
+                    kind=row.get("kind", ""),
+                )
+            )
+    return questions
+
+
+def is_hit(citation, question: EvalQuestion) -> bool:
+    """A citation answers when it comes from the right statement and holds an answer string."""
+    if question.doc is not None and citation.doc_id != question.doc:
+        return False
+    return any(a in citation.text for a in question.answers)
+
+
+def reciprocal_rank(rank: int | None, cutoff: int) -> float:
+    return 1.0 / rank if rank is not None and rank <= cutoff else 0.0
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-quantile (0..1) of `values`, by linear interpolation."""
+    if not values:
+        return 0.0
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[round(q * 100) - 1]
+
+
+def ask(bot, question: EvalQuestion, k: int) -> QuestionResult:
+    """Ask one question and score what came back."""
+    started = time.perf_counter()
+    answer = bot.answer(question.question, history=list(question.history) or None, k=k)
+    latency = (time.perf_counter() - started) * 1000
+    ranked = answer.citations or answer.nearest
+    rank = next((i for i, c in enumerate(ranked, start=1) if is_hit(c, question)), None)
+    return QuestionResult(
+        question.id,
+        question.question,
+        answer.query,
+        question.answerable,
+        question.kind,
+        answer.abstained,
+        rank if question.answerable else None,
+        round(answer.confidence, 4),
+        round(latency, 2),
+        [f"{c.doc_id} ¶{c.paragraph}: {c.text[:60]}" for c in ranked],
+    )
+
+
+def summarise(name: str, results: list[QuestionResult]) -> SetReport:
+    """Hit@1, Hit@3 and MRR@5 over the ranked passages of answerable questions; answer rate on
+    those; abstention rate on the others; latency percentiles."""
+    answerable = [r for r in results if r.answerable]
+    other = [r for r in results if not r.answerable]
+
+    def mean(values):
+        return round(sum(values) / len(values), 4) if values else None
+
+    latencies = [r.latency_ms for r in results]
+    return SetReport(
+        name=name,
+        questions=len(results),
+        answerable=len(answerable),
+        hit_at_1=mean([r.rank == 1 for r in answerable]),
+        hit_at_3=mean([r.rank is not None and r.rank <= 3 for r in answerable]),
+        mrr_at_5=mean([reciprocal_rank(r.rank, 5) for r in answerable]),
+        answer_rate=mean([not r.abstained for r in answerable]),
+        abstention_rate=mean([r.abstained for r in other]),
+        latency_p50_ms=round(percentile(latencies, 0.5), 2),
+        latency_p95_ms=round(percentile(latencies, 0.95), 2),
+        results=results,
+    )
+
+
+def run_file(bot, path: Path, k: int = 5, limit: int | None = None, progress=None) -> SetReport:
+    """Ask every question of one file (at most `limit`) and summarise."""
+    questions = load_questions(path)[:limit]
+    results = []
+    for question in questions:
+        results.append(ask(bot, question, k))
+        if progress:
+            progress()
+    return summarise(path.stem, results)
+
+
+def format_table(reports: list[SetReport]) -> str:
+    """A plain-text table of the figures of several reports."""
+    header = ("set", "n", "Hit@1", "Hit@3", "MRR@5", "answer", "abstain", "p50 ms", "p95 ms")
+    rows = [header]
+    for r in reports:
+        rows.append(
+            (
+                r.name,
+                str(r.questions),
+                *(
+                    "-" if v is None else f"{v:.3f}"
+                    for v in (r.hit_at_1, r.hit_at_3, r.mrr_at_5, r.answer_rate, r.abstention_rate)
+                ),
+                f"{r.latency_p50_ms:.1f}",
+                f"{r.latency_p95_ms:.1f}",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows
+    )
+
+
+def write_report(reports: list[SetReport], folder: Path, stem: str) -> Path:
+    """Per-question results and figures as JSON under `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{stem}.json"
+    payload = [asdict(r) for r in reports]
+    path.write_text(json.dumps(payload, indent=1, ensure_ascii=False), encoding="utf-8")
+    misses = folder / f"{stem}-misses.txt"
+    with open(misses, "w", encoding="utf-8") as handle:
+        for report in reports:
+            for r in report.results:
+                wrong = (r.answerable and (r.rank != 1 or r.abstained)) or (
+                    not r.answerable and not r.abstained
+                )
+                if wrong:
+                    handle.write(
+                        f"[{report.name}] {r.id} rank={r.rank} abstained={r.abstained} "
+                        f"conf={r.confidence}\n  Q: {r.question}\n"
+                    )
+                    if r.query != r.question:
+                        handle.write(f"  searched: {r.query}\n")
+                    for cited in r.cited[:3]:
+                        handle.write(f"  cited: {cited}\n")
+    return path

@@ -1,0 +1,113 @@
+"""Shared fixtures: a deterministic fake encoder for fast exact tests, the real parts for the rest,
+and every cache path pointed at a temporary folder."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SEEDS = ROOT / "seeds"
+SEED = SEEDS / "india-france-joint-working-group-on-counter-terrorism.txt"
+SQUAD_CORPUS = ROOT / "eval" / "squad" / "corpus"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip outside CI when something the test needs is missing; fail in CI."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"missing in CI: {reason}")
+    pytest.skip(reason)
+
+
+class FakeEncoder:
+    """Deterministic bag-of-words vectors: each word hashes to a few signed dimensions.
+    Texts sharing words have high cosine; good enough for exact assertions on small corpora."""
+
+    name = "fake-bag-of-words"
+    weights_sha256 = "0" * 64
+    dim = 64
+
+    def __init__(self):
+        self.calls: list[list[str]] = []
+
+    def encode(self, texts, batch_size=32, progress=False):
+        self.calls.append(list(texts))
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in text.lower().split():
+                word = "".join(c for c in word if c.isalnum())
+                if not word:
+                    continue
+                digest = hashlib.blake2b(word.encode(), digest_size=8).digest()
+                for i in range(0, 8, 2):
+                    out[row, digest[i] % self.dim] += 1 if digest[i + 1] % 2 else -1
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        norms[norms == 0] = 1
+        return out / norms
+
+    @property
+    def encoded(self) -> list[str]:
+        return [t for call in self.calls for t in call]
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path_factory, monkeypatch):
+    """No test writes to the user's cache; Gradio analytics stay off."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+    monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture
+def fake_encoder():
+    return FakeEncoder()
+
+
+@pytest.fixture
+def corpus(tmp_path) -> Path:
+    """A small corpus: a copy of the seed and a second statement."""
+    folder = tmp_path / "statements"
+    folder.mkdir()
+    shutil.copy(SEED, folder / SEED.name)
+    (folder / "space-cooperation.txt").write_text(
+        "date 2022-03-01\nThe agencies agreed to launch a joint satellite in 2025.\n\n"
+        "Engineers from Bengaluru and Toulouse will build the payload together.\n",
+        encoding="utf-8",
+    )
+    return folder
+
+
+@pytest.fixture
+def fake_bot(corpus, tmp_path, fake_encoder):
+    from ctqa import Bot, Settings
+
+    return Bot(
+        corpus=corpus,
+        index=tmp_path / "index",
+        encoder=fake_encoder,
+        settings=Settings(abstain_below=0.2),
+        log=lambda msg: None,
+    )
+
+
+@pytest.fixture(scope="session")
+def real_bot():
+    """The default bot: the bundled model over seeds/ and the committed embeddings/."""
+    from ctqa.bot import default_bot
+
+    return default_bot()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

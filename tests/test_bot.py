@@ -1,0 +1,149 @@
+"""The bot's contract with the fake encoder: validation, follow-ups, citations, Markdown."""
+
+import pytest
+
+from ctqa import Answer, BadQuestion, Bot, Citation, Settings
+from ctqa.bot import clean_question, escape_markdown, is_follow_up, resolve_query, user_turns
+
+BAD_QUESTIONS = [
+    ("", "empty"),
+    ("   \t\n ", "empty"),
+    ("?!?...", "no words"),
+    ("x" * 1001, "over the limit of 1,000"),
+    ("who\x00led", "control characters"),
+    ("who\x1bled", "control characters"),
+    ("who \ud800 led", "lone surrogates"),
+    (None, "must be text, not NoneType"),
+    (42, "must be text, not int"),
+    (b"bytes?", "must be text, not bytes"),
+    (["a list"], "must be text, not list"),
+]
+
+
+@pytest.mark.parametrize("question, message", BAD_QUESTIONS)
+def test_bad_questions_are_refused_before_any_encoding(fake_bot, fake_encoder, question, message):
+    with pytest.raises(BadQuestion, match=message):
+        fake_bot.answer(question)
+    assert fake_encoder.calls == []
+
+
+@pytest.mark.parametrize("k", [0, -1, 21, 10**9, "3", 2.5, None, True])
+def test_bad_k_is_refused(fake_bot, k):
+    with pytest.raises(BadQuestion, match="k .* whole number from 1 to 20"):
+        fake_bot.answer("Who led the delegation?", k=k)
+
+
+@pytest.mark.parametrize("history", ["a string", 42, {"role": "user"}, [42], [None]])
+def test_malformed_history_is_refused(fake_bot, history):
+    with pytest.raises(BadQuestion, match="history"):
+        fake_bot.answer("And the French one?", history=history)
+
+
+def test_history_accepts_strings_and_chat_messages():
+    messages = [
+        {"role": "user", "content": "Who led the Indian delegation?"},
+        {"role": "assistant", "content": "Mahaveer Singhvi..."},
+        {"role": "user", "content": [{"type": "text", "text": "Where?"}]},
+        "Plain earlier question",
+        {"role": "user", "content": ""},
+    ]
+    assert user_turns(messages, 50, 1000) == [
+        "Who led the Indian delegation?",
+        "Where?",
+        "Plain earlier question",
+    ]
+    assert len(user_turns(["q"] * 10_000, 50, 1000)) == 50
+
+
+def test_whitespace_is_normalised():
+    assert clean_question(" Who\tled\nthe  delegation? ", 1000) == "Who led the delegation?"
+
+
+@pytest.mark.parametrize(
+    "question, follows",
+    [
+        ("And the French one?", True),
+        ("what about his title?", True),
+        ("Where was it held?", True),
+        ("Who led the French delegation?", False),
+        ("Which terrorist groups were named?", False),
+    ],
+)
+def test_follow_ups_are_recognised(question, follows):
+    assert is_follow_up(question) is follows
+
+
+def test_follow_up_is_searched_with_the_question_it_follows():
+    earlier = ["Who led the Indian delegation?"]
+    assert (
+        resolve_query("And the French one?", earlier)
+        == "Who led the Indian delegation? And the French one?"
+    )
+    assert resolve_query("Where was the meeting?", earlier) == "Where was the meeting?"
+    assert resolve_query("And the French one?", []) == "And the French one?"
+    # a chain of follow-ups leans on the last standalone question
+    assert (
+        resolve_query("and his title?", earlier + ["And the French one?"])
+        == "Who led the Indian delegation? and his title?"
+    )
+
+
+def test_answer_cites_exact_slices_of_the_statement_files(fake_bot, corpus):
+    answer = fake_bot.answer("Engineers from Bengaluru and Toulouse build the payload", k=3)
+    assert isinstance(answer, Answer) and not answer.abstained
+    first = answer.citations[0]
+    assert isinstance(first, Citation)
+    assert first.doc_id == "space-cooperation" and first.paragraph == 2
+    assert first.date == "2022-03-01" and first.title == "Space Cooperation"
+    for c in answer.citations:
+        text = (corpus / f"{c.doc_id}.txt").read_bytes().decode("utf-8")
+        assert text[c.start : c.end] == c.text
+        assert c.start <= c.highlight[0] < c.highlight[1] <= c.end
+        assert c.source == str(corpus / f"{c.doc_id}.txt")
+    assert [c.score for c in answer.citations] == sorted(
+        (c.score for c in answer.citations), reverse=True
+    )
+    assert answer.text.startswith("> Engineers from Bengaluru")
+    assert "1. *Space Cooperation*, 2022-03-01, paragraph 2:" in answer.text
+
+
+def test_k_limits_the_citations(fake_bot):
+    assert len(fake_bot.answer("terrorism cooperation", k=1).citations) <= 1
+    assert len(fake_bot.answer("terrorism cooperation", k=5).citations) == 5
+
+
+def test_unrelated_questions_are_abstained_on(fake_bot):
+    answer = fake_bot.answer("zebra quantum pancake recipe?")
+    assert answer.abstained and answer.citations == []
+    assert "do not answer this question" in answer.text
+
+
+def test_a_follow_up_reports_the_query_it_searched(fake_bot):
+    answer = fake_bot.answer("And the French one?", history=["Who led the Indian delegation?"])
+    assert answer.query == "Who led the Indian delegation? And the French one?"
+    assert answer.text.startswith("_Searched for: Who led the Indian delegation? And the French")
+
+
+def test_markdown_and_html_in_passages_are_shown_as_text():
+    assert escape_markdown("<script>alert(1)</script>") == "&lt;script&gt;alert(1)&lt;/script&gt;"
+    assert escape_markdown("![x](http://evil/img.png)") == "!\\[x\\](http://evil/img.png)"
+    assert escape_markdown("a\n\n# b") == "a # b"
+
+
+def test_the_bot_builds_its_index_on_first_use_and_reuses_it(corpus, tmp_path, fake_encoder):
+    bot = Bot(corpus=corpus, index=tmp_path / "ix", encoder=fake_encoder, log=lambda m: None)
+    assert not (tmp_path / "ix").exists()
+    bot.answer("satellite launch")
+    assert (tmp_path / "ix" / "CURRENT").exists()
+    calls = len(fake_encoder.calls)
+    again = Bot(corpus=corpus, index=tmp_path / "ix", encoder=fake_encoder, log=lambda m: None)
+    again.answer("satellite launch")
+    assert len(fake_encoder.calls) == calls + 1  # only the question was encoded
+
+
+def test_settings_from_environment(monkeypatch):
+    monkeypatch.setenv("CTQA_MAX_QUESTION_CHARS", "10")
+    assert Settings.from_env().max_question_chars == 10
+    monkeypatch.setenv("CTQA_MAX_QUESTION_CHARS", "ten")
+    with pytest.raises(Exception, match="CTQA_MAX_QUESTION_CHARS='ten' is not a valid int"):
+        Settings.from_env()

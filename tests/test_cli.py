@@ -1,0 +1,93 @@
+"""The `ctqa` command as a user runs it, in a subprocess."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT, SEED
+
+
+def ctqa(*args, stdin=None, cwd=None, timeout=300):
+    env = dict(os.environ, PYTHONIOENCODING="utf-8")
+    return subprocess.run(
+        [sys.executable, "-m", "ctqa", *args],
+        input=stdin,
+        cwd=cwd or ROOT,
+        capture_output=True,
+        timeout=timeout,
+        env=env,
+    )
+
+
+def test_help_lists_the_commands():
+    done = ctqa("--help")
+    assert done.returncode == 0
+    for command in (b"ask", b"index", b"serve", b"eval"):
+        assert command in done.stdout
+
+
+def test_ask_as_json(tmp_path):
+    done = ctqa("ask", "Who led the French delegation?", "--json", "-k", "2", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert answer["abstained"] is False and len(answer["citations"]) == 2
+    first = answer["citations"][0]
+    assert first["paragraph"] == 3 and "BERTOUX" in first["text"]
+    assert SEED.read_text(encoding="utf-8")[first["start"] : first["end"]] == first["text"]
+    assert first["source"] == str(SEED)
+
+
+def test_ask_as_text_reads_stdin():
+    done = ctqa("ask", "-", stdin=b"Where was the meeting held?")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.decode().startswith("> The two countries held the 15th Meeting")
+
+
+@pytest.mark.parametrize(
+    "args, stdin, message",
+    [
+        (["ask", ""], None, b"the question is empty"),
+        (["ask", "x" * 2000], None, b"over the limit"),
+        (["ask", "-"], b"\xff\xfe\xfa", b"not valid UTF-8"),
+        (["ask", "who", "-k", "0"], None, b"k (the number of passages)"),
+        (["ask", "who", "--corpus", "/nonexistent"], None, b"is not a folder of statements"),
+        (["ask", "who", "--index", "/nonexistent"], None, b"no index in /nonexistent"),
+    ],
+)
+def test_errors_are_one_clear_line_and_a_non_zero_exit(args, stdin, message):
+    done = ctqa(*args, stdin=stdin)
+    assert done.returncode != 0
+    assert message in done.stderr
+    assert b"Traceback" not in done.stderr
+    assert done.stderr.strip().count(b"\n") == 0, done.stderr
+
+
+def test_index_check_reports_the_committed_index_fresh():
+    done = ctqa("index", "--check")
+    assert done.returncode == 0, done.stderr
+    assert b"fresh" in done.stdout
+
+
+def test_index_builds_a_new_corpus_and_check_notices_an_edit(corpus, tmp_path):
+    ix = tmp_path / "ix"
+    done = ctqa("index", "--corpus", str(corpus), "--index", str(ix))
+    assert done.returncode == 0, done.stderr
+    assert b"Indexed 2 statements, 10 passages" in done.stdout
+    assert ctqa("index", "--check", "--corpus", str(corpus), "--index", str(ix)).returncode == 0
+    (corpus / "space-cooperation.txt").write_text("Edited.", encoding="utf-8")
+    check = ctqa("index", "--check", "--corpus", str(corpus), "--index", str(ix))
+    assert check.returncode == 1
+    assert b"stale (statement changed: space-cooperation.txt)" in check.stdout
+    ask = ctqa("ask", "satellite", "--corpus", str(corpus), "--index", str(ix), "--json")
+    assert ask.returncode == 0, ask.stderr  # a stale index is brought up to date first
+
+
+def test_eval_runs_and_writes_a_report(tmp_path):
+    done = ctqa("eval", "--set", "statement", "--limit", "5", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    out = done.stdout.decode()
+    assert "statement/answerable" in out and "Hit@1" in out
+    report = json.loads((tmp_path / "eval.json").read_text())
+    assert report[0]["questions"] == 5 and report[0]["hit_at_1"] is not None

@@ -1,0 +1,73 @@
+"""The real thing: the bundled model, real FAISS and BM25, the committed index, the statement."""
+
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT, SEED
+
+STATEMENT = SEED.read_bytes().decode("utf-8")
+
+QUESTIONS = [
+    ("Who led the Indian delegation?", 3, "Mahaveer Singhvi"),
+    ("Who led the French delegation?", 3, "Philippe BERTOUX"),
+    ("Where was the meeting held?", 3, "in Paris yesterday"),
+    ("Which terrorist groups were named?", 5, "Jaish-e-Mohammad"),
+    ("What did India and France say about Afghanistan?", 1, "Afghan territory"),
+    ("Did they discuss terror financing?", 7, "combating financing of terrorism"),
+    ("Which anniversaries did the meeting mark?", 2, "13th anniversary"),
+    ("What did they say about banning terrorist groups?", 6, "proscription"),
+]
+
+
+@pytest.mark.parametrize("question, paragraph, words", QUESTIONS)
+def test_real_questions_cite_the_right_paragraph(real_bot, question, paragraph, words):
+    answer = real_bot.answer(question)
+    assert not answer.abstained, answer.text
+    first = answer.citations[0]
+    assert (first.paragraph, words in first.text) == (paragraph, True), answer.text
+    assert STATEMENT[first.start : first.end] == first.text
+    assert first.sentence in first.text
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "What is the capital of Peru?",
+        "How do I bake sourdough bread?",
+        "Who won the football world cup in 2018?",
+    ],
+)
+def test_questions_the_statement_does_not_answer_are_abstained_on(real_bot, question):
+    answer = real_bot.answer(question)
+    assert answer.abstained and not answer.citations, answer.text
+    assert "do not answer" in answer.text
+
+
+def test_follow_up_about_the_french_delegation(real_bot):
+    answer = real_bot.answer("And the French one?", history=["Who led the Indian delegation?"])
+    assert answer.citations[0].paragraph == 3
+    assert "BERTOUX" in answer.citations[0].sentence
+
+
+def test_the_answering_sentence_is_highlighted(real_bot):
+    answer = real_bot.answer("Where was the meeting held?")
+    assert answer.citations[0].sentence.startswith("The two countries held the 15th Meeting")
+    assert answer.text.startswith("> The two countries held the 15th Meeting")
+
+
+def test_answer_works_from_any_working_directory(tmp_path):
+    code = (
+        "from ctqa import answer; a = answer('Who led the French delegation?'); "
+        "print(a.citations[0].paragraph, a.citations[0].text[:80])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("3 The two countries held the 15th Meeting")
+    assert "BERTOUX" in STATEMENT[STATEMENT.index(done.stdout[2:40]) :][:400]
+
+
+def test_the_committed_index_is_used_not_rebuilt(real_bot):
+    assert real_bot.retriever.index.folder.parent == ROOT / "embeddings"
