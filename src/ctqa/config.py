@@ -43,6 +43,14 @@ class Settings:
     weight_lexical: float = 0.20
     # Below this confidence the bot abstains; chosen on the eval sets.
     abstain_below: float = 0.38
+    # Thumbs up/down from the chat go here, outside the repository's tracked files.
+    feedback_file: Path = field(
+        default_factory=lambda: (
+            Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local/state")
+            / "ctqa"
+            / "feedback.jsonl"
+        )
+    )
     threads: int = field(default_factory=lambda: max(1, min(os.cpu_count() or 1, 4)))
 
     @classmethod
@@ -54,8 +62,9 @@ class Settings:
             if raw is None:
                 continue
             default = getattr(cls(), f.name)
+            kind = Path if isinstance(default, Path) else type(default)
             try:
-                values[f.name] = type(default)(raw)
+                values[f.name] = kind(raw)
             except ValueError as exc:
                 from .errors import CtqaError
 
@@ -64,7 +73,7 @@ class Settings:
                     "fix or unset it."
                 ) from exc
         values.update({k: v for k, v in overrides.items() if v is not None})
-        for key in ("corpus_dir", "index_dir"):
+        for key in ("corpus_dir", "index_dir", "feedback_file"):
             if key in values:
                 values[key] = Path(values[key])
         return dataclasses.replace(cls(), **values)
