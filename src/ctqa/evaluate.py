@@ -12,6 +12,7 @@ from `doc` and contains one of `answers`.
 from __future__ import annotations
 
 import json
+import re
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
@@ -117,9 +118,18 @@ def load_questions(path: Path) -> list[EvalQuestion]:
     return questions
 
 
+def same_doc(doc_id: str, name: str) -> bool:
+    """Document ids match ignoring case and punctuation.
+
+    >>> same_doc("Victoria_Australia", "Victoria_(Australia)")
+    True
+    """
+    return re.sub(r"[\W_]+", "", doc_id).lower() == re.sub(r"[\W_]+", "", name).lower()
+
+
 def is_hit(citation, question: EvalQuestion) -> bool:
     """A citation answers when it comes from the right statement and holds an answer string."""
-    if question.doc is not None and citation.doc_id != question.doc:
+    if question.doc is not None and not same_doc(citation.doc_id, question.doc):
         return False
     return any(a in citation.text for a in question.answers)
 
