@@ -40,19 +40,20 @@ def test_round_trip(corpus, tmp_path, fake_encoder):
     assert index.folder == generation
     assert len(index.documents) == 2
     assert index.passage_vectors.ntotal == len(index.passages) == 10
-    assert index.sentence_vectors.ntotal == sum(len(p.sentences) for p in index.passages)
+    assert index.unit_vectors.ntotal == sum(len(p.units) for p in index.passages)
+    assert all(p.units[: len(p.sentences)] == p.sentences for p in index.passages)
     manifest = json.loads((generation / "manifest.json").read_text())
     assert manifest["model"] == {"name": fake_encoder.name, "weights_sha256": "0" * 64, "dim": 64}
     assert manifest["counts"] == {
         "documents": 2,
         "passages": 10,
-        "sentences": index.sentence_vectors.ntotal,
+        "units": index.unit_vectors.ntotal,
     }
     assert set(manifest["files"]) >= {
         "documents.json",
         "passages.jsonl",
         "passages.faiss",
-        "sentences.faiss",
+        "units.faiss",
         "lexical/params.index.json",
     }
     for p in index.passages:
@@ -104,7 +105,7 @@ def test_a_new_generation_replaces_the_old(corpus, tmp_path, fake_encoder):
     "name",
     [
         "passages.faiss",
-        "sentences.faiss",
+        "units.faiss",
         "passages.jsonl",
         "documents.json",
         "lexical/data.csc.index.npy",

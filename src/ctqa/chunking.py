@@ -15,7 +15,11 @@ from functools import lru_cache
 from .corpus import Document
 
 PARAGRAPH_BREAK = re.compile(r"\n[ \t\r\f\v]*\n")
+# Clause boundaries inside a sentence: punctuation, and the joints of enumerations.
+CLAUSE_BREAK = re.compile(r"[,;:]\s+|\s+(?:and|as well as|including|but|or)\s+")
+MIN_CLAUSE_WORDS = 4
 SPLITTER_NAME = "pysbd-0.3.4"
+UNITS_NAME = "sentences+clauses-1"
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,9 @@ class Passage:
     end: int
     text: str
     sentences: tuple[Span, ...]
+    # What is embedded besides the whole passage: its sentences, then the clauses of
+    # sentences that have several; a long enumeration is matched by its parts.
+    units: tuple[Span, ...] = ()
 
 
 def trimmed(text: str, start: int, end: int) -> Span | None:
@@ -96,6 +103,39 @@ def sentence_spans(text: str, span: Span) -> list[Span]:
     return spans
 
 
+def clause_spans(text: str, sentence: Span) -> list[Span]:
+    """Clauses of a sentence, each at least `MIN_CLAUSE_WORDS` words (short pieces join the
+    next one); empty when the sentence is a single clause.
+
+    >>> t = "They met in Paris, discussed sanctions and agreed to share information on funding."
+    >>> [t[c.start:c.end] for c in clause_spans(t, Span(0, len(t)))]
+    ['They met in Paris', 'discussed sanctions and agreed to share information on funding.']
+    """
+    pieces, cursor = [], sentence.start
+    for match in CLAUSE_BREAK.finditer(text, sentence.start, sentence.end):
+        pieces.append(Span(cursor, match.start()))
+        cursor = match.end()
+    pieces.append(Span(cursor, sentence.end))
+    clauses: list[Span] = []
+    start = None
+    for piece in pieces:
+        start = piece.start if start is None else start
+        if len(text[start : piece.end].split()) >= MIN_CLAUSE_WORDS:
+            clauses.append(Span(start, piece.end))
+            start = None
+    if start is not None:
+        if clauses:
+            clauses[-1] = Span(clauses[-1].start, sentence.end)
+        else:
+            return []
+    return clauses if len(clauses) > 1 else []
+
+
+def unit_spans(text: str, sentences: list[Span]) -> tuple[Span, ...]:
+    """A passage's embedded units: its sentences, then the clauses of each sentence."""
+    return tuple(sentences) + tuple(c for s in sentences for c in clause_spans(text, s))
+
+
 def split_words(text: str, span: Span, fits: Callable[[Span], bool]) -> Iterator[Span]:
     """Split an over-long sentence at word boundaries into spans that each `fits`."""
     words = [
@@ -144,6 +184,15 @@ def chunk_document(
         for part, group in enumerate(groups, start=1):
             start, end = group[0].start, group[-1].end
             passages.append(
-                Passage(doc.id, number, part, start, end, text[start:end], tuple(group))
+                Passage(
+                    doc.id,
+                    number,
+                    part,
+                    start,
+                    end,
+                    text[start:end],
+                    tuple(group),
+                    unit_spans(text, group),
+                )
             )
     return passages

@@ -77,7 +77,7 @@ def cmd_index(args) -> int:
     counts = manifest["counts"]
     print(
         f"Indexed {counts['documents']} statements, {counts['passages']} passages, "
-        f"{counts['sentences']} sentences into {generation}."
+        f"{counts['units']} sentences and clauses into {generation}."
     )
     return 0
 
@@ -94,26 +94,51 @@ def cmd_serve(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    """Run the eval question sets and print Hit@1, Hit@3, MRR@5, answer and abstention rates.
+    """Run the eval question sets: Hit@1, Hit@3, MRR@5, answer and abstention rates, latency.
+    Writes a per-question report and the abstention trade-off (PNG) under eval/results/.
 
-    Example: ctqa eval --set statement
+    Example: ctqa eval --set all --compare
     """
     from .bot import Bot
-    from .evaluate import default_sets, format_table, run_file, write_report
+    from .config import Settings
+    from .evaluate import (
+        citation_lengths,
+        default_sets,
+        format_table,
+        plot_abstention,
+        run_set,
+        write_report,
+    )
 
+    settings = Settings.from_env()
     sets = default_sets()
-    chosen = list(sets) if args.set == "all" else [args.set]
-    reports = []
-    for name in chosen:
+    modes = ("dense", "lexical", "rrf", "weighted") if args.compare else (settings.fusion,)
+    all_reports = []
+    for name in list(sets) if args.set == "all" else [args.set]:
         eval_set = sets[name]
-        bot = Bot(corpus=eval_set.corpus, index=args.index_root / name if args.index_root else None)
-        for path in eval_set.files:
-            report = run_file(bot, path, k=5, limit=args.limit)
-            report.name = f"{name}/{report.name}"
-            reports.append(report)
-    print(format_table(reports))
-    path = write_report(reports, args.out, "eval")
-    print(f"Per-question report: {path}")
+        index = args.index_root / name if args.index_root else None
+        for mode in modes:
+            bot = Bot(corpus=eval_set.corpus, index=index, settings=Settings.from_env(fusion=mode))
+            reports = run_set(bot, eval_set, args.limit)
+            label = f" [{mode}]" if args.compare else ""
+            for report in reports:
+                report.name += label
+            all_reports.extend(reports)
+            if mode == settings.fusion:
+                first, paragraph = citation_lengths(bot, reports)
+                picture = plot_abstention(
+                    reports,
+                    settings.abstain_below,
+                    args.out / f"abstention-{name}.png",
+                    f"{name}: answer vs abstention ({mode})",
+                )
+                print(
+                    f"{name}: mean first citation {first:.0f} chars, mean paragraph "
+                    f"{paragraph:.0f} chars; trade-off: {picture}"
+                )
+    print(format_table(all_reports))
+    path = write_report(all_reports, args.out, "eval")
+    print(f"Per-question report: {path} (misses: {path.with_name('eval-misses.txt')})")
     return 0
 
 
@@ -168,6 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--set", choices=("statement", "squad", "all"), default="statement")
     ev.add_argument("--limit", type=int, help="at most this many questions per file")
+    ev.add_argument(
+        "--compare",
+        action="store_true",
+        help="also run dense-only, BM25-only and reciprocal-rank fusion baselines",
+    )
     ev.add_argument("--index-root", type=Path, help="where to keep the eval corpora's indexes")
     ev.add_argument("--out", type=Path, default=Path("eval/results"), help="report folder")
     ev.set_defaults(run=cmd_eval)

@@ -37,10 +37,12 @@ class Settings:
     encode_batch_size: int = 32
     # Candidates taken from each retriever before fusion.
     candidates: int = 50
-    # Fusion weights of the passage score (see retrieval.py); chosen on the eval sets.
-    weight_dense_passage: float = 0.35
-    weight_dense_sentence: float = 0.45
-    weight_lexical: float = 0.20
+    # How passages are ranked (see retrieval.py): "weighted" (shipped), "rrf", "dense" or
+    # "lexical"; and the weights of "weighted", chosen on the eval sets.
+    fusion: str = "weighted"
+    weight_dense: float = 0.2
+    weight_unit: float = 0.6
+    weight_lexical: float = 0.3
     # Below this confidence the bot abstains; chosen on the eval sets.
     abstain_below: float = 0.38
     # Thumbs up/down from the chat go here, outside the repository's tracked files.

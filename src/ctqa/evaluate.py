@@ -43,6 +43,8 @@ class EvalSet:
     name: str
     corpus: Path
     files: tuple[Path, ...]
+    # Questions on documents outside the corpus: the bot should abstain on every one.
+    outside: tuple[Path, ...] = ()
 
 
 @dataclass
@@ -59,6 +61,7 @@ class QuestionResult:
     confidence: float
     latency_ms: float
     cited: list[str] = field(default_factory=list)  # "doc ¶N: first words" per ranked passage
+    first_length: int = 0  # characters of the first cited passage (0 when abstained)
 
 
 @dataclass
@@ -91,13 +94,14 @@ def default_sets() -> dict[str, EvalSet]:
             ),
         ),
         "squad": EvalSet(
-            "squad", squad / "corpus", (squad / "questions.jsonl", squad / "outside.jsonl")
+            "squad", squad / "corpus", (squad / "questions.jsonl",), (squad / "outside.jsonl",)
         ),
     }
 
 
-def load_questions(path: Path) -> list[EvalQuestion]:
-    """Questions of a JSON-lines file; SQuAD lines (`title`) map to `doc`."""
+def load_questions(path: Path, outside: bool = False) -> list[EvalQuestion]:
+    """Questions of a JSON-lines file; SQuAD lines (`title`) map to `doc`. With `outside`,
+    every question counts as unanswerable: its document is not in the corpus."""
     questions = []
     with open(path, encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
@@ -108,7 +112,7 @@ def load_questions(path: Path) -> list[EvalQuestion]:
                 EvalQuestion(
                     id=str(row.get("id", f"{path.stem}-{number}")),
                     question=row["question"],
-                    answerable=bool(row.get("answerable", True)),
+                    answerable=bool(row.get("answerable", True)) and not outside,
                     doc=row.get("doc", row.get("title")),
                     answers=tuple(row.get("answers", ())),
                     history=tuple(row.get("history", ())),
@@ -165,6 +169,7 @@ def ask(bot, question: EvalQuestion, k: int) -> QuestionResult:
         round(answer.confidence, 4),
         round(latency, 2),
         [f"{c.doc_id} ¶{c.paragraph}: {c.text[:60]}" for c in ranked],
+        len(answer.citations[0].text) if answer.citations else 0,
     )
 
 
@@ -193,15 +198,81 @@ def summarise(name: str, results: list[QuestionResult]) -> SetReport:
     )
 
 
-def run_file(bot, path: Path, k: int = 5, limit: int | None = None, progress=None) -> SetReport:
+def run_file(
+    bot, path: Path, k: int = 5, limit: int | None = None, outside: bool = False, progress=None
+) -> SetReport:
     """Ask every question of one file (at most `limit`) and summarise."""
-    questions = load_questions(path)[:limit]
+    questions = load_questions(path, outside)[:limit]
     results = []
     for question in questions:
         results.append(ask(bot, question, k))
         if progress:
             progress()
     return summarise(path.stem, results)
+
+
+def run_set(bot, eval_set: EvalSet, limit: int | None = None) -> list[SetReport]:
+    """Reports for every file of a set, named `set/file`."""
+    reports = []
+    for path, outside in [(p, False) for p in eval_set.files] + [
+        (p, True) for p in eval_set.outside
+    ]:
+        report = run_file(bot, path, limit=limit, outside=outside)
+        report.name = f"{eval_set.name}/{report.name}"
+        reports.append(report)
+    return reports
+
+
+def abstention_curve(reports: list[SetReport], thresholds) -> list[tuple[float, float, float]]:
+    """(threshold, answer rate on answerable, abstention rate on the rest) at each threshold."""
+    results = [r for report in reports for r in report.results]
+    good = [r.confidence for r in results if r.answerable]
+    bad = [r.confidence for r in results if not r.answerable]
+    return [
+        (
+            t,
+            sum(c >= t for c in good) / max(1, len(good)),
+            sum(c < t for c in bad) / max(1, len(bad)),
+        )
+        for t in thresholds
+    ]
+
+
+def plot_abstention(reports: list[SetReport], chosen: float, path: Path, title: str) -> Path:
+    """PNG of answer rate and abstention rate against the abstention threshold."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    thresholds = [i / 200 for i in range(0, 201)]
+    curve = abstention_curve(reports, thresholds)
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    ax.plot(thresholds, [c[1] for c in curve], label="answer rate (answerable questions)")
+    ax.plot(thresholds, [c[2] for c in curve], label="abstention rate (unanswerable questions)")
+    ax.axvline(chosen, color="grey", linestyle="--", label=f"shipped threshold {chosen:.2f}")
+    ax.set_xlabel("abstention threshold on confidence")
+    ax.set_ylabel("rate")
+    ax.set_title(title)
+    ax.set_ylim(0, 1.02)
+    ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def citation_lengths(bot, reports: list[SetReport]) -> tuple[float, float]:
+    """Mean length (characters) of the first cited passage, and of the corpus's paragraphs."""
+    index = bot.retriever.index
+    paragraphs: dict[tuple[str, int], tuple[int, int]] = {}
+    for p in index.passages:
+        lo, hi = paragraphs.get((p.doc_id, p.paragraph), (p.start, p.end))
+        paragraphs[(p.doc_id, p.paragraph)] = (min(lo, p.start), max(hi, p.end))
+    mean_paragraph = sum(hi - lo for lo, hi in paragraphs.values()) / max(1, len(paragraphs))
+    firsts = [r.first_length for report in reports for r in report.results if r.first_length]
+    return sum(firsts) / max(1, len(firsts)), mean_paragraph
 
 
 def format_table(reports: list[SetReport]) -> str:

@@ -8,9 +8,10 @@ the previous one in use. A generation holds:
     manifest.json     format, model and weights hash, dimension, settings, documents, counts,
                       sha256 of every other file
     documents.json    each statement's id, title, date, file name, sha256 and text
-    passages.jsonl    each passage's document, paragraph, offsets and sentence offsets
+    passages.jsonl    each passage's document, paragraph, offsets, sentence and unit offsets
     passages.faiss    inner-product index of passage vectors
-    sentences.faiss   inner-product index of sentence vectors, in passage order
+    units.faiss       inner-product index of the passages' units (sentences and clauses), in
+                      passage order
     lexical/          BM25 index of the passages (bm25s files: numpy arrays and JSON)
 """
 
@@ -29,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .chunking import SPLITTER_NAME, Passage, Span, chunk_document
+from .chunking import SPLITTER_NAME, UNITS_NAME, Passage, Span, chunk_document
 from .config import Settings
 from .corpus import Document, file_sha256, load_corpus, statement_paths
 from .errors import IndexProblem
@@ -37,7 +38,6 @@ from .lexical import LEXICAL_SETTINGS, LexicalIndex
 
 FORMAT_VERSION = 1
 CURRENT = "CURRENT"
-DATA_FILES = ("documents.json", "passages.jsonl", "passages.faiss", "sentences.faiss")
 
 
 @dataclass(frozen=True)
@@ -61,9 +61,9 @@ class Index:
     documents: dict[str, Document]
     passages: list[Passage]
     passage_vectors: object  # faiss.IndexFlatIP
-    sentence_vectors: object  # faiss.IndexFlatIP, one row per sentence in passage order
-    sentence_owner: np.ndarray  # sentence row -> passage number
-    sentence_first: np.ndarray  # passage number -> its first sentence row
+    unit_vectors: object  # faiss.IndexFlatIP, one row per unit, in passage order
+    unit_owner: np.ndarray  # unit row -> passage number
+    unit_first: np.ndarray  # passage number -> its first unit row
     lexical: LexicalIndex
 
 
@@ -72,7 +72,11 @@ def index_settings(settings: Settings, model_name: str, weights_sha256: str, dim
     return {
         "format_version": FORMAT_VERSION,
         "model": {"name": model_name, "weights_sha256": weights_sha256, "dim": dim},
-        "chunking": {"max_passage_tokens": settings.max_passage_tokens, "splitter": SPLITTER_NAME},
+        "chunking": {
+            "max_passage_tokens": settings.max_passage_tokens,
+            "splitter": SPLITTER_NAME,
+            "units": UNITS_NAME,
+        },
         "lexical": LEXICAL_SETTINGS,
     }
 
@@ -197,10 +201,11 @@ def load_index(index_dir: Path, expected_settings: dict | None = None) -> Index:
                         row["end"],
                         doc.text[row["start"] : row["end"]],
                         tuple(Span(s, e) for s, e in row["sentences"]),
+                        tuple(Span(s, e) for s, e in row["units"]),
                     )
                 )
         passage_vectors = faiss.read_index(str(generation / "passages.faiss"))
-        sentence_vectors = faiss.read_index(str(generation / "sentences.faiss"))
+        unit_vectors = faiss.read_index(str(generation / "units.faiss"))
         lexical = LexicalIndex.load(generation / "lexical")
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
         raise IndexProblem(
@@ -208,26 +213,27 @@ def load_index(index_dir: Path, expected_settings: dict | None = None) -> Index:
             "rebuild with `ctqa index`."
         ) from None
     counts = manifest.get("counts", {})
-    n_sentences = sum(len(p.sentences) for p in passages)
+    n_units = sum(len(p.units) for p in passages)
     dim = manifest.get("model", {}).get("dim")
     if not (
         len(passages) == passage_vectors.ntotal == lexical.count == counts.get("passages")
-        and n_sentences == sentence_vectors.ntotal == counts.get("sentences")
-        and passage_vectors.d == sentence_vectors.d == dim
+        and n_units == unit_vectors.ntotal == counts.get("units")
+        and passage_vectors.d == unit_vectors.d == dim
     ):
         raise IndexProblem(
             f"the index in {generation} is inconsistent (counts or dimension differ between "
             "its files); rebuild with `ctqa index`."
         )
-    owner = np.repeat(np.arange(len(passages)), [len(p.sentences) for p in passages])
-    first = np.concatenate([[0], np.cumsum([len(p.sentences) for p in passages])[:-1]])
+    sizes = [len(p.units) for p in passages]
+    owner = np.repeat(np.arange(len(passages)), sizes)
+    first = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     return Index(
         generation,
         manifest,
         documents,
         passages,
         passage_vectors,
-        sentence_vectors,
+        unit_vectors,
         owner.astype(np.int64),
         first.astype(np.int64),
         lexical,
@@ -276,11 +282,11 @@ def _reusable_vectors(index_dir: Path, settings_now: dict) -> dict[str, tuple]:
     for doc_id, rows in by_doc.items():
         doc = old.documents[doc_id]
         first, last = rows[0], rows[-1]
-        s_first = int(old.sentence_first[first])
-        s_last = int(old.sentence_first[last]) + len(old.passages[last].sentences)
+        s_first = int(old.unit_first[first])
+        s_last = int(old.unit_first[last]) + len(old.passages[last].units)
         reuse[doc.sha256] = (
             old.passage_vectors.reconstruct_n(first, last - first + 1),
-            old.sentence_vectors.reconstruct_n(s_first, s_last - s_first),
+            old.unit_vectors.reconstruct_n(s_first, s_last - s_first),
         )
     return reuse
 
@@ -311,29 +317,29 @@ def build_index(
     with build_lock(index_dir):
         reuse = _reusable_vectors(index_dir, settings_now)
         passages: list[Passage] = []
-        passage_rows, sentence_rows = [], []
+        passage_rows, unit_rows = [], []
         to_embed: list[tuple[int, list[Passage]]] = []
         for doc in documents:
             doc_passages = chunk_document(doc, count_tokens, settings.max_passage_tokens)
             if doc.sha256 in reuse:
                 p_vec, s_vec = reuse[doc.sha256]
                 passage_rows.append(p_vec)
-                sentence_rows.append(s_vec)
+                unit_rows.append(s_vec)
             else:
                 to_embed.append((len(passage_rows), doc_passages))
                 passage_rows.append(None)
-                sentence_rows.append(None)
+                unit_rows.append(None)
             passages.extend(doc_passages)
-        _embed_missing(to_embed, passage_rows, sentence_rows, encoder, settings, progress)
+        _embed_missing(to_embed, passage_rows, unit_rows, encoder, settings, progress)
         p_matrix = np.vstack(passage_rows).astype(np.float32)
-        s_matrix = np.vstack(sentence_rows).astype(np.float32)
+        u_matrix = np.vstack(unit_rows).astype(np.float32)
 
         name = f"gen-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}"
         staging = index_dir / f".{name}.tmp"
         try:
             staging.mkdir()
             _write_generation(
-                staging, documents, passages, p_matrix, s_matrix, settings_now, corpus_dir, faiss
+                staging, documents, passages, p_matrix, u_matrix, settings_now, corpus_dir, faiss
             )
             _fsync_tree(staging)
             final = index_dir / name
@@ -355,30 +361,30 @@ def build_index(
         return final
 
 
-def _embed_missing(to_embed, passage_rows, sentence_rows, encoder, settings, progress) -> None:
-    texts, sentences = [], []
+def _embed_missing(to_embed, passage_rows, unit_rows, encoder, settings, progress) -> None:
+    texts, units = [], []
     for _, doc_passages in to_embed:
         for p in doc_passages:
             texts.append(p.text)
-            sentences.extend(p.text[s.start - p.start : s.end - p.start] for s in p.sentences)
+            units.extend(p.text[u.start - p.start : u.end - p.start] for u in p.units)
     if not texts:
         return
     vectors = encoder.encode(
-        texts + sentences, batch_size=settings.encode_batch_size, progress=progress
+        texts + units, batch_size=settings.encode_batch_size, progress=progress
     )
-    p_vectors, s_vectors = vectors[: len(texts)], vectors[len(texts) :]
+    p_vectors, u_vectors = vectors[: len(texts)], vectors[len(texts) :]
     p_at = s_at = 0
     for slot, doc_passages in to_embed:
         n_p = len(doc_passages)
-        n_s = sum(len(p.sentences) for p in doc_passages)
+        n_s = sum(len(p.units) for p in doc_passages)
         passage_rows[slot] = p_vectors[p_at : p_at + n_p]
-        sentence_rows[slot] = s_vectors[s_at : s_at + n_s]
+        unit_rows[slot] = u_vectors[s_at : s_at + n_s]
         p_at += n_p
         s_at += n_s
 
 
 def _write_generation(
-    folder, documents, passages, p_matrix, s_matrix, settings_now, corpus_dir, faiss
+    folder, documents, passages, p_matrix, u_matrix, settings_now, corpus_dir, faiss
 ) -> None:
     # sources are stored as file names: the folder is wherever the corpus is at query time
     docs = [{**asdict(d), "source": Path(d.source).name} for d in documents]
@@ -394,11 +400,12 @@ def _write_generation(
                         "start": p.start,
                         "end": p.end,
                         "sentences": [[s.start, s.end] for s in p.sentences],
+                        "units": [[u.start, u.end] for u in p.units],
                     }
                 )
                 + "\n"
             )
-    for name, matrix in (("passages.faiss", p_matrix), ("sentences.faiss", s_matrix)):
+    for name, matrix in (("passages.faiss", p_matrix), ("units.faiss", u_matrix)):
         flat = faiss.IndexFlatIP(matrix.shape[1])
         flat.add(matrix)
         faiss.write_index(flat, str(folder / name))
@@ -418,7 +425,7 @@ def _write_generation(
         "counts": {
             "documents": len(documents),
             "passages": len(passages),
-            "sentences": int(s_matrix.shape[0]),
+            "units": int(u_matrix.shape[0]),
         },
         "files": files,
     }

@@ -1,12 +1,15 @@
 """Dense (FAISS) and lexical (BM25) search, fused; the answering sentence of each passage.
 
-A passage's score mixes three signals, each on its own scale:
+Each candidate passage gets four signals:
 - `dense`: cosine of the question with the whole passage;
-- `sentence`: cosine of the question with the passage's best sentence (a passage about many
-  things still wins when one of its sentences is exactly on the question);
-- `lexical`: BM25, divided by the best BM25 of this question.
-`confidence` uses only signals comparable across questions (cosines and the share of the
-question's rare words found), so that one threshold can decide abstention.
+- `unit`: cosine with the passage's best unit (a sentence, or a clause of a long sentence), so
+  a passage about many things still wins when one of its parts is exactly on the question;
+- `lexical`: BM25, divided by the best BM25 of this question;
+- `coverage`: the share of the question's rare-word weight (IDF) found in the passage.
+`fusion="weighted"` (shipped) ranks by a weighted sum of the first three; `"rrf"` by reciprocal
+rank fusion of dense and BM25; `"dense"` and `"lexical"` by one signal alone (baselines for
+`ctqa eval --compare`). `confidence` uses only signals comparable across questions (cosines and
+coverage), so that one threshold can decide abstention.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from .config import Settings
 from .index import Index
 from .lexical import terms
 
+RRF_K = 60
+
 
 @dataclass(frozen=True)
 class Hit:
@@ -28,9 +33,9 @@ class Hit:
     row: int
     passage: Passage
     score: float
-    sentence: Span
+    sentence: Span  # the answering sentence
     dense: float
-    sentence_dense: float
+    unit: float
     lexical: float
     coverage: float
 
@@ -53,38 +58,33 @@ class Retriever:
 
     def search(self, query: str, k: int = 3, doc_ids: set[str] | None = None) -> Ranking:
         """The `k` best passages for `query` (optionally only from `doc_ids`)."""
-        index, s = self.index, self.settings
+        index = self.index
         vector = self.encoder.encode([query])
         query_terms = terms(query)
-        rows = self._candidates(vector, query_terms)
+        bm25 = index.lexical.scores(query_terms)
+        rows = self._candidates(vector, bm25)
         if doc_ids is not None:
-            rows = np.array(
-                [r for r in rows if index.passages[r].doc_id in doc_ids], dtype=np.int64
-            )
+            keep = [index.passages[r].doc_id in doc_ids for r in rows]
+            rows = rows[np.array(keep, dtype=bool)] if len(rows) else rows
         if len(rows) == 0:
             return Ranking([], 0.0)
         q = vector[0]
         dense = index.passage_vectors.reconstruct_batch(rows) @ q
-        per_sentence = self._sentence_cosines(rows, q)
-        sentence_dense = np.array([sims.max() for sims in per_sentence], dtype=np.float32)
-        bm25 = index.lexical.scores(query_terms)
-        top_bm25 = float(bm25.max()) if len(bm25) else 0.0
+        per_unit = self._unit_cosines(rows, q)
+        unit = np.array([sims.max() for sims in per_unit], dtype=np.float32)
+        top_bm25 = float(bm25.max())
         lexical = bm25[rows] / top_bm25 if top_bm25 > 0 else np.zeros(len(rows), np.float32)
         coverage = index.lexical.coverage(query_terms, rows)
-        score = (
-            s.weight_dense_passage * dense
-            + s.weight_dense_sentence * sentence_dense
-            + s.weight_lexical * lexical
-        )
+        score = self._fuse(dense, unit, lexical, coverage)
         order = np.argsort(-score, kind="stable")[:k]
         hits = [
             Hit(
                 int(rows[i]),
                 index.passages[rows[i]],
                 float(score[i]),
-                self._answering_sentence(int(rows[i]), per_sentence[i], query_terms),
+                self._answering_sentence(int(rows[i]), per_unit[i], query_terms),
                 float(dense[i]),
-                float(sentence_dense[i]),
+                float(unit[i]),
                 float(lexical[i]),
                 float(coverage[i]),
             )
@@ -92,16 +92,23 @@ class Retriever:
         ]
         return Ranking(hits, confidence(hits[0]) if hits else 0.0)
 
-    def _candidates(self, vector: np.ndarray, query_terms: list[str]) -> np.ndarray:
-        """Union of the top passages by dense passage, dense sentence and BM25 search."""
+    def _fuse(self, dense, unit, lexical, coverage) -> np.ndarray:
+        s = self.settings
+        if s.fusion == "dense":
+            return dense
+        if s.fusion == "lexical":
+            return lexical + 1e-3 * dense  # dense only breaks ties between equal BM25 scores
+        if s.fusion == "rrf":
+            return _rrf(dense) + _rrf(lexical)
+        return s.weight_dense * dense + s.weight_unit * unit + s.weight_lexical * coverage
+
+    def _candidates(self, vector: np.ndarray, bm25: np.ndarray) -> np.ndarray:
+        """Union of the top passages by dense passage, dense unit and BM25 search."""
         index, n = self.index, self.settings.candidates
         total = index.passage_vectors.ntotal
         _, by_passage = index.passage_vectors.search(vector, min(n, total))
-        _, by_sentence = index.sentence_vectors.search(
-            vector, min(n, index.sentence_vectors.ntotal)
-        )
-        found = [by_passage[0], index.sentence_owner[by_sentence[0][by_sentence[0] >= 0]]]
-        bm25 = index.lexical.scores(query_terms)
+        _, by_unit = index.unit_vectors.search(vector, min(3 * n, index.unit_vectors.ntotal))
+        found = [by_passage[0], index.unit_owner[by_unit[0][by_unit[0] >= 0]]]
         if bm25.any():
             take = min(n, total)
             top = np.argpartition(-bm25, take - 1)[:take] if take < total else np.arange(total)
@@ -109,37 +116,46 @@ class Retriever:
         rows = np.unique(np.concatenate(found).astype(np.int64))
         return rows[(rows >= 0) & (rows < total)]  # FAISS pads missing results with -1
 
-    def _sentence_cosines(self, rows: np.ndarray, q: np.ndarray) -> list[np.ndarray]:
-        """Cosine of the question with each sentence of each passage row."""
+    def _unit_cosines(self, rows: np.ndarray, q: np.ndarray) -> list[np.ndarray]:
+        """Cosine of the question with each unit of each passage row."""
         index = self.index
-        counts = [len(index.passages[r].sentences) for r in rows]
-        sentence_rows = np.concatenate(
+        counts = [len(index.passages[r].units) for r in rows]
+        unit_rows = np.concatenate(
             [
-                np.arange(index.sentence_first[r], index.sentence_first[r] + c)
+                np.arange(index.unit_first[r], index.unit_first[r] + c)
                 for r, c in zip(rows, counts, strict=True)
             ]
         )
-        sims = index.sentence_vectors.reconstruct_batch(sentence_rows) @ q
+        sims = index.unit_vectors.reconstruct_batch(unit_rows) @ q
         return np.split(sims, np.cumsum(counts)[:-1])
 
-    def _answering_sentence(self, row: int, sims: np.ndarray, query_terms: list[str]) -> Span:
-        """The passage's sentence that best answers: highest cosine, and where two are close,
-        the one sharing more of the question's words."""
+    def _answering_sentence(self, row: int, unit_sims: np.ndarray, query_terms: list[str]) -> Span:
+        """The sentence holding the passage's best unit; where two sentences are close, the one
+        sharing more of the question's words."""
         passage = self.index.passages[row]
         if len(passage.sentences) == 1:
             return passage.sentences[0]
         wanted = set(query_terms)
         text = self.index.documents[passage.doc_id].text
-        overlap = np.array(
-            [
-                len(wanted & set(terms(text[sp.start : sp.end]))) / max(1, len(wanted))
-                for sp in passage.sentences
-            ],
-            dtype=np.float32,
-        )
-        return passage.sentences[int(np.argmax(sims + 0.1 * overlap))]
+        scores = []
+        for sentence in passage.sentences:
+            inside = [
+                sim
+                for unit, sim in zip(passage.units, unit_sims, strict=True)
+                if sentence.start <= unit.start and unit.end <= sentence.end
+            ]
+            shared = len(wanted & set(terms(text[sentence.start : sentence.end])))
+            scores.append(max(inside) + 0.1 * shared / max(1, len(wanted)))
+        return passage.sentences[int(np.argmax(scores))]
+
+
+def _rrf(values: np.ndarray) -> np.ndarray:
+    """Reciprocal-rank-fusion contribution of one signal: 1 / (60 + rank)."""
+    ranks = np.empty(len(values), dtype=np.float64)
+    ranks[np.argsort(-values, kind="stable")] = np.arange(1, len(values) + 1)
+    return 1.0 / (RRF_K + ranks)
 
 
 def confidence(hit: Hit) -> float:
     """How likely the passage answers the question, from signals comparable across questions."""
-    return 0.6 * hit.sentence_dense + 0.4 * hit.coverage
+    return 0.6 * hit.unit + 0.4 * hit.coverage
