@@ -16,7 +16,20 @@ QUESTIONS = [
     ("What did India and France say about Afghanistan?", 1, "Afghan territory"),
     ("Did they discuss terror financing?", 7, "combating financing of terrorism"),
     ("Which anniversaries did the meeting mark?", 2, "13th anniversary"),
-    ("What did they say about banning terrorist groups?", 6, "proscription"),
+    pytest.param(
+        "What did they say about banning terrorist groups?",
+        6,
+        "proscription",
+        marks=pytest.mark.xfail(
+            strict=True,
+            reason="known miss (issue 4): cites paragraph 5 first, paragraph 6 third; MiniLM "
+            "scores 'banning' no closer to 'proscription' than to 'sanctioned', and no other "
+            "signal links them",
+        ),
+    ),
+    ("where was the jwg held", 3, "Joint Working Group"),
+    ("What did they say about al-Qaeda?", 5, "al-Qa’ida"),
+    ("CFT cooperation", 7, "combating financing of terrorism"),
 ]
 
 

@@ -331,6 +331,7 @@ class Bot:
         k = check_k(k, s.max_k)
         query = resolve_query(text, user_turns(history, s.max_history_turns, s.max_question_chars))
         ranking = self.retriever.search(query, k, doc_ids)
+        query = ranking.query
         citations = [self._citation(hit) for hit in ranking.hits]
         abstained = not citations or ranking.confidence < s.abstain_below
         shown, nearest = ([], citations) if abstained else (citations, [])

@@ -19,6 +19,85 @@ import numpy as np
 LEXICAL_SETTINGS = {"library": "bm25s-0.3.16", "stemmer": "snowball-english", "fold": 1}
 APOSTROPHES = re.compile(r"(?<=\w)['’‘`´](?=\w)")
 WORD = re.compile(r"[a-z0-9]+")
+# Words that frame a question rather than say what it asks about, stemmed like `terms`.
+QUESTION_FRAME = frozenset(
+    [
+        "what",
+        "which",
+        "who",
+        "whom",
+        "whose",
+        "when",
+        "where",
+        "why",
+        "how",
+        "whi",
+        "did",
+        "doe",
+        "do",
+        "done",
+        "was",
+        "were",
+        "is",
+        "are",
+        "be",
+        "been",
+        "has",
+        "have",
+        "had",
+        "can",
+        "could",
+        "would",
+        "should",
+        "will",
+        "shall",
+        "may",
+        "might",
+        "must",
+        "say",
+        "said",
+        "tell",
+        "told",
+        "talk",
+        "mention",
+        "anyth",
+        "someth",
+        "they",
+        "them",
+        "their",
+        "it",
+        "its",
+        "this",
+        "that",
+        "these",
+        "those",
+        "there",
+        "here",
+        "i",
+        "me",
+        "my",
+        "we",
+        "our",
+        "you",
+        "your",
+        "he",
+        "she",
+        "his",
+        "her",
+        "him",
+        "not",
+        "no",
+        "yes",
+        "ani",
+        "some",
+        "much",
+        "mani",
+        "also",
+        "just",
+        "about",
+        "regard",
+    ]
+)
 
 
 @lru_cache(maxsize=1)
@@ -51,6 +130,15 @@ def terms(text: str) -> list[str]:
     stop = _stopwords()
     words = [w for w in WORD.findall(fold(text)) if w not in stop]
     return _stemmer().stemWords(words)
+
+
+def query_terms(question: str) -> list[str]:
+    """`terms` of a question without the words that only frame it ("what did they say about").
+
+    >>> query_terms("What did they say about banning terrorist groups?")
+    ['ban', 'terrorist', 'group']
+    """
+    return [t for t in terms(question) if t not in QUESTION_FRAME]
 
 
 class LexicalIndex:

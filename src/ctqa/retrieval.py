@@ -1,16 +1,18 @@
 """Dense (FAISS) and lexical (BM25) search, fused; the answering sentence of each passage.
 
-Each candidate passage gets four signals:
+The question is first expanded from the corpus (acronyms spelled out, misspellings mapped: see
+`expansion.py`). Each candidate passage then gets these signals:
 - `dense`: cosine of the question with the whole passage;
 - `unit`: cosine with the passage's best unit (a sentence, or a clause of a long sentence), so
   a passage about many things still wins when one of its parts is exactly on the question;
 - `lexical`: BM25, divided by the best BM25 of this question;
-- `coverage`: the share of the question's rare-word weight (IDF) found in the passage.
-`fusion="weighted"` (shipped) ranks by a weighted sum of `dense`, `unit` and `coverage`
-(coverage beat relative BM25 on both eval sets); `"rrf"` by reciprocal
-rank fusion of dense and BM25; `"dense"` and `"lexical"` by one signal alone (baselines for
-`ctqa eval --compare`). `confidence` uses only signals comparable across questions (cosines and
-coverage), so that one threshold can decide abstention.
+- `coverage`: the share of the question's rare-word weight (IDF) found in the passage;
+- `names`: the share of names in the passage, only when the question asks for names.
+`fusion="weighted"` (shipped) ranks by a weighted sum of `dense`, `unit`, `coverage` and
+`names` (coverage beat relative BM25 on both eval sets); `"rrf"` by reciprocal rank fusion of
+dense and BM25; `"dense"` and `"lexical"` by one signal alone (baselines for
+`ctqa eval --compare`). The confidence that decides abstention is always the weighted score of
+the first passage: its parts mean the same for every question, so one threshold serves all.
 """
 
 from __future__ import annotations
@@ -19,12 +21,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .answer_type import asks_for_names, name_share
 from .chunking import Passage, Span
 from .config import Settings
+from .expansion import QueryExpander
 from .index import Index
-from .lexical import terms
+from .lexical import query_terms, terms
 
 RRF_K = 60
+NEAR_BEST_UNIT = 0.1  # cosine
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,7 @@ class Ranking:
 
     hits: list[Hit]
     confidence: float
+    query: str  # what was searched: the question with acronyms spelled out
 
 
 class Retriever:
@@ -56,34 +62,44 @@ class Retriever:
         self.index = index
         self.encoder = encoder
         self.settings = settings
+        self.expander = QueryExpander.build((p.text for p in index.passages), _model_words())
 
     def search(self, query: str, k: int = 3, doc_ids: set[str] | None = None) -> Ranking:
         """The `k` best passages for `query` (optionally only from `doc_ids`)."""
         index = self.index
-        vector = self.encoder.encode([query])
-        query_terms = terms(query)
-        bm25 = index.lexical.scores(query_terms)
-        rows = self._candidates(vector, bm25)
+        expansion = self.expander.expand(query)
+        vector, wanted, bm25, rows = self._first_pass(expansion)
+        if len(expansion.acronyms) < len(self.expander.unknown_acronyms(query)):
+            # An acronym the corpus only writes out in lowercase: look for it in what was found.
+            nearby = [index.passages[r].text for r in rows]
+            wider = self.expander.expand(query, nearby)
+            if wider.acronyms != expansion.acronyms:
+                expansion = wider
+                vector, wanted, bm25, rows = self._first_pass(expansion)
+        query = expansion.text
         if doc_ids is not None:
             keep = [index.passages[r].doc_id in doc_ids for r in rows]
             rows = rows[np.array(keep, dtype=bool)] if len(rows) else rows
         if len(rows) == 0:
-            return Ranking([], 0.0)
+            return Ranking([], 0.0, query)
         q = vector[0]
         dense = index.passage_vectors.reconstruct_batch(rows) @ q
         per_unit = self._unit_cosines(rows, q)
         unit = np.array([sims.max() for sims in per_unit], dtype=np.float32)
         top_bm25 = float(bm25.max())
         lexical = bm25[rows] / top_bm25 if top_bm25 > 0 else np.zeros(len(rows), np.float32)
-        coverage = index.lexical.coverage(query_terms, rows)
-        score = self._fuse(dense, unit, lexical, coverage)
+        coverage = index.lexical.coverage(wanted, rows)
+        wants_names = asks_for_names(query)
+        names = self._name_shares(rows, per_unit) if wants_names else np.zeros(len(rows))
+        weighted = self._weighted(dense, unit, coverage, names)
+        score = self._fuse(weighted, dense, lexical)
         order = np.argsort(-score, kind="stable")[:k]
         hits = [
             Hit(
                 int(rows[i]),
                 index.passages[rows[i]],
                 float(score[i]),
-                self._answering_sentence(int(rows[i]), per_unit[i], query_terms),
+                self._answering_sentence(int(rows[i]), per_unit[i], wanted),
                 float(dense[i]),
                 float(unit[i]),
                 float(lexical[i]),
@@ -91,17 +107,47 @@ class Retriever:
             )
             for i in order
         ]
-        return Ranking(hits, confidence(hits[0]) if hits else 0.0)
+        return Ranking(hits, float(weighted[order[0]]), query)
 
-    def _fuse(self, dense, unit, lexical, coverage) -> np.ndarray:
+    def _first_pass(self, expansion):
+        """Query vector, query terms, BM25 of every passage and the candidate rows."""
+        vector = self.encoder.encode([expansion.text])
+        wanted = query_terms(expansion.lexical_text())
+        bm25 = self.index.lexical.scores(wanted)
+        return vector, wanted, bm25, self._candidates(vector, bm25)
+
+    def _weighted(self, dense, unit, coverage, names) -> np.ndarray:
+        """The shipped score; also the confidence that decides abstention, whatever the fusion,
+        since its parts (cosines, shares) mean the same for every question."""
         s = self.settings
-        if s.fusion == "dense":
+        return (
+            s.weight_dense * dense
+            + s.weight_unit * unit
+            + s.weight_lexical * coverage
+            + s.weight_names * names
+        )
+
+    def _fuse(self, weighted, dense, lexical) -> np.ndarray:
+        fusion = self.settings.fusion
+        if fusion == "dense":
             return dense
-        if s.fusion == "lexical":
+        if fusion == "lexical":
             return lexical + 1e-3 * dense  # dense only breaks ties between equal BM25 scores
-        if s.fusion == "rrf":
+        if fusion == "rrf":
             return _rrf(dense) + _rrf(lexical)
-        return s.weight_dense * dense + s.weight_unit * unit + s.weight_lexical * coverage
+        return weighted
+
+    def _name_shares(self, rows: np.ndarray, per_unit: list[np.ndarray]) -> np.ndarray:
+        """Share of names in each passage's most name-rich unit among those the question
+        matched nearly as well as the best (a list of names is rarely the closest part)."""
+        shares = []
+        for row, sims in zip(rows, per_unit, strict=True):
+            passage = self.index.passages[row]
+            text = self.index.documents[passage.doc_id].text
+            close = np.flatnonzero(sims >= sims.max() - NEAR_BEST_UNIT)
+            units = [passage.units[i] for i in close]
+            shares.append(max(name_share(text[u.start : u.end]) for u in units))
+        return np.array(shares, dtype=np.float32)
 
     def _candidates(self, vector: np.ndarray, bm25: np.ndarray) -> np.ndarray:
         """Union of the top passages by dense passage, dense unit and BM25 search."""
@@ -130,13 +176,13 @@ class Retriever:
         sims = index.unit_vectors.reconstruct_batch(unit_rows) @ q
         return np.split(sims, np.cumsum(counts)[:-1])
 
-    def _answering_sentence(self, row: int, unit_sims: np.ndarray, query_terms: list[str]) -> Span:
+    def _answering_sentence(self, row: int, unit_sims: np.ndarray, wanted: list[str]) -> Span:
         """The sentence holding the passage's best unit; where two sentences are close, the one
         sharing more of the question's words."""
         passage = self.index.passages[row]
         if len(passage.sentences) == 1:
             return passage.sentences[0]
-        wanted = set(query_terms)
+        wanted = set(wanted)
         text = self.index.documents[passage.doc_id].text
         scores = []
         for sentence in passage.sentences:
@@ -150,13 +196,15 @@ class Retriever:
         return passage.sentences[int(np.argmax(scores))]
 
 
+def _model_words() -> set[str]:
+    """Whole words the encoder knows (its WordPiece vocabulary without the `##` pieces)."""
+    from .encoder import load_tokenizer
+
+    return {w for w in load_tokenizer().get_vocab() if w.isalpha()}
+
+
 def _rrf(values: np.ndarray) -> np.ndarray:
     """Reciprocal-rank-fusion contribution of one signal: 1 / (60 + rank)."""
     ranks = np.empty(len(values), dtype=np.float64)
     ranks[np.argsort(-values, kind="stable")] = np.arange(1, len(values) + 1)
     return 1.0 / (RRF_K + ranks)
-
-
-def confidence(hit: Hit) -> float:
-    """How likely the passage answers the question, from signals comparable across questions."""
-    return 0.6 * hit.unit + 0.4 * hit.coverage
