@@ -34,15 +34,23 @@ def bot(feedback_file):
 def server(bot):
     from ctqa.app import build_app
 
-    with running(build_app(bot)) as url:
+    with running(build_app(bot), bot) as url:
         yield url
 
 
 @contextmanager
-def running(app):
-    """`app` served on a free loopback port while the block runs; yields its URL."""
+def running(app, bot):
+    """`app` served as `ctqa serve` serves it, on a free loopback port; yields its URL."""
+    from ctqa.app import launch_options
+
     port = free_port()
-    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    app.launch(
+        server_name="127.0.0.1",
+        server_port=port,
+        prevent_thread_lock=True,
+        quiet=True,
+        **launch_options(bot),
+    )
     try:
         yield f"http://127.0.0.1:{port}/"
     finally:
@@ -175,7 +183,7 @@ def test_several_statements_can_be_filtered(bot, corpus, tmp_path):
     from ctqa.app import build_app
 
     two = Bot(corpus, tmp_path / "index", settings=bot.settings, encoder=bot.retriever.encoder)
-    with running(build_app(two)) as url:
+    with running(build_app(two), two) as url:
         client = Client(url, verbose=False)
         shown = _props(client, "filter")
         assert shown["visible"] is True and len(shown["choices"]) == 2

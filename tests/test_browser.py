@@ -4,6 +4,7 @@ server. Each test saves a screenshot under test-output/ for a person to look at.
 import json
 import statistics
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -38,13 +39,30 @@ def feedback_file(tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(feedback_file):
     from ctqa import Bot, Settings
-    from ctqa.app import build_app
 
-    app = build_app(Bot(settings=Settings.from_env(feedback_file=feedback_file)))
+    with serving(Bot(settings=Settings.from_env(feedback_file=feedback_file))) as url:
+        yield url
+
+
+@contextmanager
+def serving(bot, app=None):
+    """The chat over `bot` (or `app`), served as `ctqa serve` serves it on a free loopback
+    port; yields its URL."""
+    from ctqa.app import build_app, launch_options
+
+    app = app or build_app(bot)
     port = free_port()
-    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    yield f"http://127.0.0.1:{port}/"
-    app.close()
+    app.launch(
+        server_name="127.0.0.1",
+        server_port=port,
+        prevent_thread_lock=True,
+        quiet=True,
+        **launch_options(bot),
+    )
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        app.close()
 
 
 @pytest.fixture(scope="module")
@@ -59,26 +77,33 @@ def browser():
 
 
 class Watched:
-    """A page whose dialogs and requests to hosts other than this machine are recorded."""
+    """A page whose dialogs, requests and requests to hosts other than this machine are
+    recorded; the latter are also stopped, so that nothing can leave even by mistake."""
 
     def __init__(self, page):
         self.page = page
         self.dialogs: list[str] = []
+        self.requests: list[str] = []
         self.outside: list[str] = []
         page.on("dialog", self._dialog)
         page.on("request", self._request)
+        page.route(lambda url: _leaves(url), lambda route: route.abort())
 
     def _dialog(self, dialog):
         self.dialogs.append(dialog.message)
         dialog.dismiss()
 
     def _request(self, request):
-        host = urlsplit(request.url).hostname
-        if request.url.startswith(("http:", "https:", "ws:", "wss:")) and host not in (
-            "127.0.0.1",
-            "localhost",
-        ):
+        self.requests.append(request.url)
+        if _leaves(request.url):
             self.outside.append(request.url)
+
+
+def _leaves(url: str) -> bool:
+    """Whether a request for `url` would go to another machine."""
+    parts = urlsplit(url)
+    local = parts.hostname in ("127.0.0.1", "localhost")
+    return parts.scheme in ("http", "https", "ws", "wss") and not local
 
 
 @pytest.fixture
@@ -260,3 +285,146 @@ def test_time_from_enter_to_answer(open_chat, capsys):
     with capsys.disabled():
         print(f"\n{line}")
     shot(page, "chat-timing.png")
+
+
+# ---- hostile content -------------------------------------------------------------------------
+
+# Each paragraph carries a different way into a page; none of them may work.
+HOSTILE_PARAGRAPHS = [
+    (
+        "The ministers met in Geneva {} to agree on sharing river water.",
+        "<script>alert('passage-script')</script>",
+    ),
+    (
+        "The annex on river flows {} lists every gauging station.",
+        "<img src=x onerror=alert('passage-img')>",
+    ),
+    (
+        "Farmers can read the irrigation annex {}.",
+        "[here](javascript:alert('passage-link')) or <a href=\"javascript:alert('a')\">here</a>",
+    ),
+    ("The rainfall chart {} shows a dry decade.", "![rainfall](https://evil.example/rain.png)"),
+    (
+        "The delegates condemned drought profiteering {} in strong terms.",
+        "<style>body { display: none }</style>",
+    ),
+    (
+        "A budget of {} million was approved for new dams.",
+        "$$\\href{javascript:alert('katex')}{ten}$$ <svg onload=alert('passage-svg')></svg>",
+    ),
+]
+HOSTILE_TITLE = "<img src=x onerror=alert('title')>"
+HOSTILE_QUESTIONS = [
+    "<script>alert('q-script')</script> Where did the ministers meet?",
+    "What does the annex on river flows list? <img src=x onerror=alert('q-img')>",
+    "[Where](javascript:alert('q-link')) can farmers read the irrigation annex?",
+    "What does the rainfall chart show? ![q](https://evil.example/q.png)",
+    "<style>#chat { display: none }</style> What did the delegates condemn?",
+    "Which budget was approved for new dams?",
+]
+# Elements a payload would create if the page took it as HTML (Gradio's own icons are SVGs
+# with a <style> inside).
+INJECTED = (
+    "script, img, iframe, object, embed, svg[onload], style:not(svg *), "
+    "a[href^='javascript' i], [onerror], [onload], [onclick]"
+)
+
+
+@pytest.fixture(scope="module")
+def hostile_server(tmp_path_factory, feedback_file):
+    """The chat over two statements whose text and title carry script, images and styles."""
+    from ctqa import Bot, Settings
+
+    folder = tmp_path_factory.mktemp("hostile")
+    corpus = folder / "statements"
+    corpus.mkdir()
+    body = "\n\n".join(text.format(payload) for text, payload in HOSTILE_PARAGRAPHS)
+    (corpus / "river-water.txt").write_text(f"date 2024-01-01\n{body}\n", encoding="utf-8")
+    (corpus / f"{HOSTILE_TITLE}.txt").write_text(
+        "date 2024-02-02\nThe canal <b>authority</b> will publish its accounts.\n",
+        encoding="utf-8",
+    )
+    settings = Settings.from_env(feedback_file=feedback_file)
+    with serving(Bot(corpus, folder / "index", settings=settings, log=lambda msg: None)) as url:
+        yield url
+
+
+def test_hostile_questions_and_statements_are_shown_as_text_and_never_run(browser, hostile_server):
+    from ctqa.corpus import title_from_name
+
+    page = browser.new_page(viewport=LAPTOP)
+    watched = Watched(page)
+    page.goto(hostile_server)
+    page.wait_for_selector("#question textarea")
+    page.wait_for_selector("#source .statement")
+    for question in HOSTILE_QUESTIONS:
+        reply, _ = ask(page, question)
+        assert not reply.startswith("Cannot ask that"), reply
+        asked = page.locator("#chat [data-testid=user]").last.inner_text().strip()
+        assert asked == question  # shown literally, tags and all
+    page.locator("#filter").scroll_into_view_if_needed()
+    page.wait_for_timeout(500)  # give an injected handler the time to fire, were there one
+    shot(page, "hostile-content.png")
+
+    assert watched.dialogs == [], f"a script ran: {watched.dialogs}"
+    assert watched.outside == [], f"requests left this machine: {watched.outside}"
+    stray = [u for u in watched.requests if "evil" in u or urlsplit(u).path.endswith("/x")]
+    assert stray == [], f"a payload made the page fetch: {stray}"
+    for area in ("#chat", "#source .statement", "#citations", "#filter", "#reading"):
+        found = page.locator(area).first.locator(INJECTED).count()
+        assert found == 0, f"{area} holds {found} injected element(s)"
+    assert page.locator("#chat").is_visible() and page.locator("#source .statement").is_visible()
+
+    statement = page.locator("#source .statement").inner_text()
+    replies = "\n".join(page.locator(BOT_MESSAGES).all_inner_texts())
+    for _, payload in HOSTILE_PARAGRAPHS:
+        assert payload in statement  # the source panel shows the statement's text as written
+    assert sum(payload in replies for _, payload in HOSTILE_PARAGRAPHS) >= 3  # and the quotes
+    assert title_from_name(HOSTILE_TITLE) in page.locator("#filter").inner_text()
+    page.close()
+
+
+def test_a_full_queue_tells_the_visitor_the_app_is_busy(browser, fake_bot):
+    import threading
+
+    from gradio_client import Client
+
+    from ctqa.app import build_app
+
+    gate, entered = threading.Event(), threading.Semaphore(0)
+    answer = fake_bot.answer
+
+    def held(*args, **kwargs):
+        entered.release()
+        gate.wait(timeout=300)
+        return answer(*args, **kwargs)
+
+    fake_bot.answer = held
+    app = build_app(fake_bot, queue_size=1, concurrency=1)
+    with serving(fake_bot, app) as url:
+        page = browser.new_page(viewport=LAPTOP)
+        watched = Watched(page)
+        page.goto(url)
+        page.wait_for_selector("#question textarea")
+        other = Client(url, verbose=False, analytics_enabled=False)
+        jobs = [other.submit("Where was the meeting held?", api_name="/chat")]
+        try:
+            assert entered.acquire(timeout=120)  # one answer under way, held at the gate
+            jobs.append(other.submit("Where was the meeting held?", api_name="/chat"))
+            deadline = time.monotonic() + 120
+            while len(app._queue) < 1:  # and one waiting: the queue is full
+                assert time.monotonic() < deadline, "the second question never queued"
+                time.sleep(0.05)
+            page.locator("#question textarea").fill("Who led the French delegation?")
+            page.locator("#question textarea").press("Enter")
+            busy = page.get_by_text("This application is currently busy. Please try again.")
+            busy.first.wait_for()
+            page.wait_for_timeout(400)  # let the notice finish fading in for the screenshot
+            shot(page, "chat-busy.png")
+        finally:
+            gate.set()
+        assert all("in Paris yesterday" in job.result(timeout=120) for job in jobs)
+        reply, _ = ask(page, "Who led the French delegation?")  # served again once it drains
+        assert "BERTOUX" in reply
+        assert watched.dialogs == [] and watched.outside == []
+        page.close()

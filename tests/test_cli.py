@@ -51,7 +51,19 @@ def test_ask_as_text_reads_stdin():
         (["ask", ""], None, b"the question is empty"),
         (["ask", "x" * 2000], None, b"over the limit"),
         (["ask", "-"], b"\xff\xfe\xfa", b"not valid UTF-8"),
+        (["ask", "-"], b"Who led \xc3(", b"not valid UTF-8"),
+        (["ask", "-"], b"", b"the question is empty"),
+        (["ask", "-"], b" \n\t\n", b"the question is empty"),
+        (["ask", "-"], b"who\x00led", b"control characters"),
+        (["ask", "-"], b"x" * 1_000_001, b"over the limit of 1,000 characters"),
+        (["ask", "-"], b"x" * 100_000_000, b"over the limit of 1,000 characters"),
+        (["ask", b"who \xff led"], None, b"lone surrogates"),  # argv that is not UTF-8
+        (["ask", "who\x1b[2J"], None, b"control characters"),
+        (["ask", "?!"], None, b"no words"),
         (["ask", "who", "-k", "0"], None, b"k (the number of passages)"),
+        (["ask", "who", "-k", "-1"], None, b"not -1"),
+        (["ask", "who", "-k", "9" * 40], None, b"k (the number of passages)"),
+        (["serve", "--auth-file", "/nonexistent"], None, b"cannot read the password file"),
         (["ask", "who", "--corpus", "/nonexistent"], None, b"is not a folder of statements"),
         (["ask", "who", "--index", "/nonexistent"], None, b"no index in /nonexistent"),
     ],
@@ -62,6 +74,42 @@ def test_errors_are_one_clear_line_and_a_non_zero_exit(args, stdin, message):
     assert message in done.stderr
     assert b"Traceback" not in done.stderr
     assert done.stderr.strip().count(b"\n") == 0, done.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["ask", "who", "-k", "abc"], b"argument -k: invalid int value: 'abc'"),
+        (["ask", "who", "-k", "2.5"], b"argument -k: invalid int value: '2.5'"),
+        (["serve", "--port", "70000"], b"'70000' is not a whole number from 1 to 65535"),
+        (["serve", "--queue-size", "0"], b"'0' is not a whole number from 1 to 10000"),
+        (["serve", "--concurrency", "x"], b"'x' is not a whole number from 1 to 64"),
+    ],
+)
+def test_malformed_options_are_usage_errors(args, message):
+    done = ctqa(*args)
+    assert done.returncode == 2 and message in done.stderr and b"Traceback" not in done.stderr
+
+
+def test_a_byte_order_mark_on_stdin_is_not_part_of_the_question():
+    done = ctqa("ask", "-", "--json", stdin="\ufeffWhere was the meeting held?".encode())
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["question"] == "Where was the meeting held?"
+
+
+def test_a_password_file_without_logins_is_refused_before_serving(tmp_path):
+    logins = tmp_path / "logins"
+    logins.write_text("# nobody yet\n", encoding="utf-8")
+    done = ctqa("serve", "--auth-file", str(logins), "--port", "1")
+    assert done.returncode == 1 and b"holds no user:password line" in done.stderr
+
+
+def test_serve_defaults_match_the_app():
+    from ctqa import app, cli
+
+    assert (cli.QUEUE_SIZE, cli.CONCURRENCY) == (app.QUEUE_SIZE, app.CONCURRENCY)
+    assert all(cli._loopback(h) for h in ("127.0.0.1", "::1", "localhost"))
+    assert not any(cli._loopback(h) for h in ("0.0.0.0", "::", "10.0.0.1", "example.com"))
 
 
 def test_index_check_reports_the_committed_index_fresh():

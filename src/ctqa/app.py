@@ -16,20 +16,23 @@ the reply as Markdown:
 import html
 import json
 import os
+import re
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
+from urllib.parse import unquote
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
+from starlette.middleware import Middleware  # noqa: E402
 
 from .bot import Answer, Citation, escape_markdown  # noqa: E402
 from .chunking import paragraph_spans  # noqa: E402
-from .errors import BadQuestion  # noqa: E402
+from .errors import BadQuestion, CtqaError  # noqa: E402
 
 EXAMPLES = [
     "Who led the Indian delegation?",
@@ -45,6 +48,13 @@ INTRO = (
     "it highlighted in the full statement. When the statements do not say, ctqa says so."
 )
 SNIPPET_CHARS = 220
+# Questions answered at once, and waiting, before a caller is told the app is busy. The model runs
+# one question at a time (encoder.py); two at once overlap its work with the search.
+CONCURRENCY = 2
+QUEUE_SIZE = 64
+ANSWERING = "answering"  # the chat, the page and the examples share one queue and its limit
+# Largest request body: room for a 1 MB question (answered with a clear refusal), no more.
+MAX_BODY_BYTES = 4 * 2**20
 
 # Scoped to the source panel (gr.HTML css_template): the statement scrolls inside its own box so
 # that showing a passage never moves the page away from the conversation.
@@ -182,6 +192,16 @@ def _nearest_line(number: int, c: Citation) -> str:
     return f"{number}. {_where(c)} (does not answer): “{escape_markdown(sentence)}”"
 
 
+def check_length(question: object, limit: int) -> None:
+    """`BadQuestion` when `question` is longer than the question box admits (`limit`
+    characters, spaces and newlines included), so that API callers meet the same limit."""
+    if isinstance(question, str) and len(question) > limit:
+        raise BadQuestion(
+            f"the question is {len(question):,} characters long, over the limit of {limit:,}; "
+            "shorten it to what you want to know."
+        )
+
+
 def problem_markdown(exc: Exception) -> str:
     """A refused question, as the chat shows it."""
     return f"**Cannot ask that:** {escape_markdown(str(exc))}"
@@ -269,17 +289,27 @@ class ChatService:
 
     def doc_ids(self, selected: Iterable[str] | None) -> set[str] | None:
         """The statement ids to search, or None for all; unknown ids are a `BadQuestion`."""
+        if selected is not None and (
+            not isinstance(selected, (list, tuple)) or not all(isinstance(s, str) for s in selected)
+        ):
+            raise BadQuestion(
+                "documents must be a list of statement ids, e.g. "
+                f"[{next(iter(self.documents))!r}]; leave it empty to search them all."
+            )
         chosen = set(selected or ())
         unknown = chosen - set(self.documents)
         if unknown:
+            shown = sorted(unknown)[:5]  # a caller may send thousands; echo only a few
+            more = f" and {len(unknown) - len(shown)} more" if len(unknown) > len(shown) else ""
             raise BadQuestion(
-                f"unknown statement id(s) {', '.join(sorted(unknown))}; "
+                f"unknown statement id(s) {', '.join(shown)}{more}; "
                 f"known: {', '.join(sorted(self.documents))}."
             )
         return chosen or None
 
     def answer(self, question, history, k, documents) -> Answer:
         """`bot.answer` with the page's controls; `BadQuestion` for anything unusable."""
+        check_length(question, self.settings.max_question_chars)
         if isinstance(k, float) and k.is_integer():
             k = int(k)
         return self.bot.answer(question, history=history, k=k, doc_ids=self.doc_ids(documents))
@@ -374,8 +404,9 @@ def _raw_history(messages: list, turns: list[Turn]) -> list:
     return [m for m in messages if isinstance(m, dict)]
 
 
-def build_app(bot) -> gr.Blocks:
-    """The chat page over `bot`; its API endpoint is `/chat`."""
+def build_app(bot, queue_size: int = QUEUE_SIZE, concurrency: int = CONCURRENCY) -> gr.Blocks:
+    """The chat page over `bot`; its API endpoint is `/chat`. At most `concurrency` questions
+    are answered at once and `queue_size` wait; past that a caller is told the app is busy."""
     service = ChatService(bot)
     with gr.Blocks(title="ctqa: ask the statements", analytics_enabled=False) as app:
         gr.Markdown(INTRO)
@@ -385,7 +416,8 @@ def build_app(bot) -> gr.Blocks:
             with gr.Column(scale=2, min_width=300, elem_id="sources"):
                 sources = _sources_column(service)
         _wire(service, chat, sources)
-        gr.api(service.api_chat, api_name="chat")
+        gr.api(service.api_chat, api_name="chat", concurrency_id=ANSWERING)
+    app.queue(max_size=queue_size, default_concurrency_limit=concurrency)
     return app
 
 
@@ -401,6 +433,9 @@ def _chat_column(service: ChatService) -> SimpleNamespace:
         placeholder="Ask a question below, or pick an example.",
         feedback_options=("Like", "Dislike"),
         buttons=["copy"],
+        sanitize_html=True,
+        allow_tags=False,
+        latex_delimiters=[],  # statements hold no maths; "$$" in one must stay text
     )
     ui.question = gr.Textbox(
         show_label=False,
@@ -471,6 +506,8 @@ def _wire(service: ChatService, chat: SimpleNamespace, sources: SimpleNamespace)
             sources.reading,
         ],
         api_visibility="undocumented",
+        concurrency_id=ANSWERING,
+        show_progress_on=[chat.chatbot],  # a busy or failed ask marks the conversation only
     )
     for event, name in (
         (chat.question.submit, "ask"),
@@ -497,9 +534,137 @@ def _wire(service: ChatService, chat: SimpleNamespace, sources: SimpleNamespace)
     )
 
 
-def serve(bot, host: str = "127.0.0.1", port: int = 7860, **launch):
-    """Load the index, then serve the chat (no share link unless asked) until interrupted."""
-    launch.setdefault("share", False)
-    app = build_app(bot)  # loads the model and index before the first visitor waits for them
-    app.launch(server_name=host, server_port=port, **launch)
+# ---- the server ----------------------------------------------------------------------------
+
+
+def read_auth_file(path: Path) -> list[tuple[str, str]]:
+    """`user:password` lines of `path` (blank lines and `#` comments skipped) as login pairs."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CtqaError(f"cannot read the password file {path} ({exc}).") from None
+    pairs = []
+    for number, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        user, sep, password = line.partition(":")
+        if not sep or not user.strip() or not password:
+            raise CtqaError(f"{path}, line {number}: write it as user:password.")
+        pairs.append((user.strip(), password))
+    if not pairs:
+        raise CtqaError(f"{path} holds no user:password line; add one to protect the chat.")
+    return pairs
+
+
+def launch_options(bot, auth: list[tuple[str, str]] | None = None) -> dict:
+    """Keyword arguments for `Blocks.launch` that expose the chat and nothing else: no share
+    link, no monitoring page, no run history, no file uploads or server-side fetches, the
+    statements and the index never served, request bodies capped; `auth` asks for a login."""
+    private = [bot.corpus, bot.index_dir, bot.settings.feedback_file.parent]
+    return dict(
+        share=False,
+        auth=auth or None,
+        enable_monitoring=False,
+        run_history=False,
+        ssr_mode=False,
+        mcp_server=False,
+        show_error=False,
+        footer_links=["api"],
+        max_file_size=MAX_BODY_BYTES,
+        blocked_paths=[str(Path(p).resolve()) for p in private if p is not None],
+        app_kwargs={"middleware": [Middleware(Guard, max_body=MAX_BODY_BYTES)]},
+    )
+
+
+def serve(
+    bot,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    auth: list[tuple[str, str]] | None = None,
+    queue_size: int = QUEUE_SIZE,
+    concurrency: int = CONCURRENCY,
+    **launch,
+):
+    """Load the index, then serve the chat until interrupted (see `launch_options`)."""
+    app = build_app(bot, queue_size, concurrency)  # loads the model and index before a visitor
+    app.launch(server_name=host, server_port=port, **(launch_options(bot, auth) | launch))
     return app
+
+
+class Guard:
+    """ASGI middleware in front of Gradio's routes. Refuses (403) the routes this app does not
+    use and that would let a caller store files on the server or make it fetch a URL
+    (`/upload`, `/proxy=`, `/file=http...`), and (413) request bodies over `max_body` bytes,
+    which are never read into memory beyond that."""
+
+    def __init__(self, app, max_body: int = MAX_BODY_BYTES):
+        self.app = app
+        self.max_body = max_body
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if refused_path(scope.get("path", "")):
+            await _plain(send, 403, "Not allowed.")
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length", b"0")
+        fits = declared.isdigit() and int(declared) <= self.max_body
+        first = await _read_body(receive, self.max_body) if fits else None
+        if first is None:
+            await _plain(send, 413, f"The request is larger than {self.max_body:,} bytes.")
+            return
+        await self.app(scope, _replay(first, receive), send)
+
+
+async def _read_body(receive, limit: int) -> dict | None:
+    """The request's body as one message (or the disconnect that came instead), or None once
+    more than `limit` bytes arrived: bodies sent in chunks, with no declared length, too."""
+    parts, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return message
+        parts.append(message.get("body", b""))
+        size += len(parts[-1])
+        if size > limit:
+            return None
+        if not message.get("more_body", False):
+            return {"type": "http.request", "body": b"".join(parts), "more_body": False}
+
+
+FETCHING = re.compile(r"/gradio_api/(upload|proxy=|file[=/]\s*[a-z][a-z0-9+.-]*:)")
+
+
+def refused_path(path: str) -> bool:
+    """Whether a request for `path` (as the server decoded it) is refused, however encoded.
+
+    >>> refused_path("/gradio_api/file=https://example.com/x.png")
+    True
+    >>> refused_path("/gradio_api/file=http%253A%252F%252Fexample.com"), refused_path("/config")
+    (True, False)
+    """
+    for _ in range(4):  # undo double and triple percent-encoding
+        path = unquote(path)
+    return FETCHING.search(path.lower()) is not None
+
+
+def _replay(first: dict, receive):
+    """A `receive` that gives `first`, then whatever the client sends next."""
+    pending = [first]
+
+    async def replayed():
+        return pending.pop() if pending else await receive()
+
+    return replayed
+
+
+async def _plain(send, status: int, text: str) -> None:
+    body = text.encode()
+    headers = [
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", b"%d" % len(body)),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -168,11 +168,8 @@ def _message_text(content: object) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, (list, tuple)):
-        return " ".join(
-            p.get("text", "") if isinstance(p, dict) else str(p)
-            for p in content
-            if isinstance(p, (dict, str))
-        )
+        parts = (p.get("text") if isinstance(p, dict) else p for p in content)
+        return " ".join(p for p in parts if isinstance(p, str))
     return ""
 
 

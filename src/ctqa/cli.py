@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from .errors import CtqaError
+from .errors import BadQuestion, CtqaError
+
+# Mirrors app.QUEUE_SIZE and app.CONCURRENCY: importing app would import Gradio for `--help`.
+QUEUE_SIZE = 64
+CONCURRENCY = 2
 
 
 def _bot(args):
@@ -24,21 +29,34 @@ def cmd_ask(args) -> int:
 
     Example: ctqa ask "Who led the French delegation?" --json
     """
+    bot = _bot(args)
     question = args.question
     if question == "-":
-        data = sys.stdin.buffer.read()
-        try:
-            question = data.decode("utf-8")
-        except UnicodeDecodeError:
-            raise CtqaError(
-                "the question on standard input is not valid UTF-8; send UTF-8 text."
-            ) from None
-    answer = _bot(args).answer(question, k=args.k)
+        question = read_question(sys.stdin.buffer, bot.settings.max_question_chars)
+    answer = bot.answer(question, k=args.k)
     if args.json:
         print(json.dumps(asdict(answer), ensure_ascii=False, indent=2))
     else:
         print(answer.text)
     return 0
+
+
+def read_question(stream, limit: int) -> str:
+    """The question on a binary `stream` as text, reading no more than a question of `limit`
+    characters can take; `BadQuestion` when it is longer or not UTF-8."""
+    most = 4 * limit + 4096  # UTF-8 takes at most 4 bytes a character; room for spaces
+    data = stream.read(most + 1)
+    if len(data) > most:
+        raise BadQuestion(
+            f"the question on standard input is over {most:,} bytes, over the limit of "
+            f"{limit:,} characters; shorten it to what you want to know."
+        )
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise BadQuestion(
+            "the question on standard input is not valid UTF-8; send UTF-8 text."
+        ) from None
 
 
 def cmd_index(args) -> int:
@@ -87,10 +105,53 @@ def cmd_serve(args) -> int:
 
     Example: ctqa serve --port 7860
     """
-    from .app import serve
+    from .app import read_auth_file, serve
 
-    serve(_bot(args), host=args.host, port=args.port)
+    auth = read_auth_file(args.auth_file) if args.auth_file else None
+    if not _loopback(args.host):
+        login = "a login is required" if auth else "anyone who reaches it can ask, no login"
+        print(
+            f"ctqa: warning: serving on {args.host}: the chat is open to other machines ({login}).",
+            file=sys.stderr,
+        )
+    try:
+        serve(
+            _bot(args),
+            host=args.host,
+            port=args.port,
+            auth=auth,
+            queue_size=args.queue_size,
+            concurrency=args.concurrency,
+        )
+    except OSError as exc:
+        raise CtqaError(f"cannot serve on {args.host}:{args.port} ({exc}).") from None
     return 0
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _count(low: int, high: int):
+    """An argparse type: a whole number from `low` to `high`."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from {low} to {high}")
+        return value
+
+    return parse
 
 
 def cmd_eval(args) -> int:
@@ -185,7 +246,25 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)"
     )
-    serve.add_argument("--port", type=int, default=7860)
+    serve.add_argument("--port", type=_count(1, 65535), default=7860)
+    serve.add_argument(
+        "--auth-file",
+        type=Path,
+        default=os.environ.get("CTQA_AUTH_FILE") or None,
+        help="ask for a login: a file of user:password lines (default $CTQA_AUTH_FILE)",
+    )
+    serve.add_argument(
+        "--queue-size",
+        type=_count(1, 10_000),
+        default=QUEUE_SIZE,
+        help=f"questions that may wait; past that callers are told to retry (default {QUEUE_SIZE})",
+    )
+    serve.add_argument(
+        "--concurrency",
+        type=_count(1, 64),
+        default=CONCURRENCY,
+        help=f"questions answered at once (default {CONCURRENCY})",
+    )
     serve.set_defaults(run=cmd_serve)
 
     ev = commands.add_parser(

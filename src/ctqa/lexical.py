@@ -10,6 +10,7 @@ removed inside words (al-Qa’ida -> al qaida), case ignored.
 from __future__ import annotations
 
 import re
+import threading
 import unicodedata
 from functools import lru_cache
 from pathlib import Path
@@ -100,6 +101,10 @@ QUESTION_FRAME = frozenset(
 )
 
 
+# PyStemmer's stemmers must not be called concurrently.
+_stem_lock = threading.Lock()
+
+
 @lru_cache(maxsize=1)
 def _stemmer():
     import Stemmer
@@ -129,7 +134,8 @@ def terms(text: str) -> list[str]:
     """Stemmed content words of `text`, in order, stopwords removed."""
     stop = _stopwords()
     words = [w for w in WORD.findall(fold(text)) if w not in stop]
-    return _stemmer().stemWords(words)
+    with _stem_lock:
+        return _stemmer().stemWords(words)
 
 
 def query_terms(question: str) -> list[str]:

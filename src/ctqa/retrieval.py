@@ -44,6 +44,7 @@ class Hit:
     unit: float
     lexical: float
     coverage: float
+    names: float  # share of names, when the question asks for names (else 0)
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,7 @@ class Retriever:
                 float(unit[i]),
                 float(lexical[i]),
                 float(coverage[i]),
+                float(names[i]),
             )
             for i in order
         ]
