@@ -1,5 +1,9 @@
 """The bot's contract with the fake encoder: validation, follow-ups, citations, Markdown."""
 
+import re
+import threading
+import time
+
 import pytest
 
 from ctqa import Answer, BadQuestion, Bot, Citation, Settings
@@ -147,3 +151,74 @@ def test_settings_from_environment(monkeypatch):
     monkeypatch.setenv("CTQA_MAX_QUESTION_CHARS", "ten")
     with pytest.raises(Exception, match="CTQA_MAX_QUESTION_CHARS='ten' is not a valid int"):
         Settings.from_env()
+
+
+def test_a_running_bot_picks_up_a_new_generation(corpus, tmp_path, fake_encoder):
+    """`ctqa index` run beside a serving bot: the next question is answered from the new
+    generation, without a restart."""
+    from ctqa.encoder import token_counter
+    from ctqa.index import build_index
+
+    index_dir, space = tmp_path / "index", corpus / "space-cooperation.txt"
+    settings = Settings(abstain_below=0.0)
+    bot = Bot(corpus, index_dir, encoder=fake_encoder, settings=settings, log=lambda m: None)
+    question = "When will the satellite launch?"
+    assert "2025" in bot.answer(question).citations[0].text
+    space.write_text("date 2022-03-01\nThe satellite launch moved to 2027.\n", encoding="utf-8")
+    build_index(corpus, index_dir, fake_encoder, settings, token_counter())
+    first = bot.answer(question).citations[0]
+    assert "2027" in first.text
+    assert space.read_text(encoding="utf-8")[first.start : first.end] == first.text
+
+
+def _statement(version: int) -> str:
+    return (
+        "\n\n".join(
+            f"Release{version}: the council met in Paris on item {i}. "
+            f"Delegates of release{version} agreed."
+            for i in range(1, 4)
+        )
+        + "\n"
+    )
+
+
+def test_answers_during_rebuilds_each_cite_one_generation(tmp_path, fake_encoder):
+    from ctqa.encoder import token_counter
+    from ctqa.index import build_index
+
+    corpus, index_dir = tmp_path / "corpus", tmp_path / "index"
+    corpus.mkdir()
+    texts = {0: _statement(0)}
+    for name in ("a", "b"):
+        (corpus / f"{name}.txt").write_text(texts[0], encoding="utf-8")
+    settings = Settings(abstain_below=0.0)
+    bot = Bot(corpus, index_dir, encoder=fake_encoder, settings=settings, log=lambda m: None)
+    bot.answer("Where did the council meet?")
+    last, stop, failures, seen = 6, threading.Event(), [], []
+
+    def ask():
+        deadline = time.monotonic() + 60
+        try:
+            while not (stop.is_set() and seen and seen[-1] == last) and time.monotonic() < deadline:
+                citations = bot.answer("Where did the council meet?", k=5).citations
+                versions = {int(v) for c in citations for v in re.findall(r"elease(\d+)", c.text)}
+                assert len(versions) == 1, versions
+                version = versions.pop()
+                assert all(texts[version][c.start : c.end] == c.text for c in citations)
+                seen.append(version)
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=ask) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for version in range(1, last + 1):
+        texts[version] = _statement(version)
+        for name in ("a", "b"):
+            (corpus / f"{name}.txt").write_text(texts[version], encoding="utf-8")
+        build_index(corpus, index_dir, fake_encoder, settings, token_counter())
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not failures, failures
+    assert len(set(seen)) >= 3 and seen[-1] == last

@@ -284,8 +284,13 @@ class ChatService:
     def __init__(self, bot):
         self.bot = bot
         self.settings = bot.settings
-        self.documents = bot.retriever.index.documents  # loads the model and index once
+        bot.retriever  # noqa: B018 -- loads the model and the index before the first question
         self.feedback = FeedbackLog(self.settings.feedback_file)
+
+    @property
+    def documents(self) -> dict:
+        """The statements of the index generation in use (a new one is picked up live)."""
+        return self.bot.retriever.index.documents
 
     def doc_ids(self, selected: Iterable[str] | None) -> set[str] | None:
         """The statement ids to search, or None for all; unknown ids are a `BadQuestion`."""

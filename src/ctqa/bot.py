@@ -289,17 +289,19 @@ class Bot:
             index = self.settings.index_dir if default else default_index_dir(self.corpus)
         self.index_dir = Path(index)
         self._encoder = encoder
-        self._retriever = None
+        self._live = None  # the retriever of the index's current generation, made on first use
         self._lock = threading.Lock()
         self._log = log if log is not None else (lambda msg: print(msg, file=sys.stderr))
 
     @property
     def retriever(self):
-        """The loaded retriever; the index is built or loaded on first use."""
+        """The retriever of the index's current generation. The index is built or loaded on
+        first use; a generation that `ctqa index` switches in later is picked up by the next
+        question, without a restart."""
         with self._lock:
-            if self._retriever is None:
+            if self._live is None:
                 from .encoder import load_encoder, token_counter
-                from .index import ensure_index
+                from .index import LiveIndex, ensure_index
                 from .retrieval import Retriever
 
                 if self._encoder is None:
@@ -312,8 +314,13 @@ class Bot:
                     token_counter(),
                     log=self._log,
                 )
-                self._retriever = Retriever(index, self._encoder, self.settings)
-            return self._retriever
+                self._live = LiveIndex(
+                    self.index_dir,
+                    index,
+                    make=lambda loaded: Retriever(loaded, self._encoder, self.settings),
+                    log=self._log,
+                )
+        return self._live.get()
 
     def answer(
         self,
@@ -327,9 +334,10 @@ class Bot:
         text = clean_question(question, s.max_question_chars)
         k = check_k(k, s.max_k)
         query = resolve_query(text, user_turns(history, s.max_history_turns, s.max_question_chars))
-        ranking = self.retriever.search(query, k, doc_ids)
+        retriever = self.retriever  # one generation for the whole answer
+        ranking = retriever.search(query, k, doc_ids)
         query = ranking.query
-        citations = [self._citation(hit) for hit in ranking.hits]
+        citations = [self._citation(hit, retriever.index) for hit in ranking.hits]
         abstained = not citations or ranking.confidence < s.abstain_below
         shown, nearest = ([], citations) if abstained else (citations, [])
         return Answer(
@@ -342,8 +350,7 @@ class Bot:
             nearest,
         )
 
-    def _citation(self, hit) -> Citation:
-        index = self.retriever.index
+    def _citation(self, hit, index) -> Citation:
         doc = index.documents[hit.passage.doc_id]
         folder = self.corpus if self.corpus is not None else Path(index.manifest.get("corpus", ""))
         return Citation(

@@ -93,9 +93,11 @@ def cmd_index(args) -> int:
     )
     manifest = json.loads((generation / "manifest.json").read_text(encoding="utf-8"))
     counts = manifest["counts"]
+    build = manifest.get("build", {})
     print(
         f"Indexed {counts['documents']} statements, {counts['passages']} passages, "
-        f"{counts['units']} sentences and clauses into {generation}."
+        f"{counts['units']} sentences and clauses into {generation} "
+        f"({build.get('embedded', '?')} statements embedded, {build.get('reused', 0)} reused)."
     )
     return 0
 

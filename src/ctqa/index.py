@@ -3,30 +3,39 @@
 An index folder holds generations; `CURRENT` names the one in use. A build writes a complete
 new generation beside it, flushes it to disk and switches `CURRENT` with an atomic rename, so a
 reader sees the old generation or the new one, never a mix, and an interrupted build leaves
-the previous one in use. A generation holds:
+the previous one in use. The generation before the current one is kept, so that a reader that
+read `CURRENT` just before a switch can still load it; older ones are removed. A generation holds:
 
     manifest.json     format, model and weights hash, dimension, settings, documents, counts,
-                      sha256 of every other file
+                      sha256 of every other file, and a checksum of the manifest itself
     documents.json    each statement's id, title, date, file name, sha256 and text
     passages.jsonl    each passage's document, paragraph, offsets, sentence and unit offsets
     passages.faiss    inner-product index of passage vectors
     units.faiss       inner-product index of the passages' units (sentences and clauses), in
                       passage order
     lexical/          BM25 index of the passages (bm25s files: numpy arrays and JSON)
+
+Everything is verified before a question is answered: a missing, damaged, inconsistent or
+outdated index raises `IndexProblem` with one sentence saying what is wrong and what to do.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import errno
 import fcntl
+import hashlib
 import json
 import os
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import numpy as np
 
@@ -38,6 +47,21 @@ from .lexical import LEXICAL_SETTINGS, LexicalIndex
 
 FORMAT_VERSION = 1
 CURRENT = "CURRENT"
+# The manifest keys that shape an index's content (see `index_settings`).
+SHAPING_KEYS = ("format_version", "model", "chunking", "lexical")
+REBUILD = "rebuild with `ctqa index`"
+
+
+class IndexDamaged(IndexProblem):
+    """An index file is missing, damaged or inconsistent with the others."""
+
+
+class IndexOutdated(IndexProblem):
+    """The index was built with another format, model or settings than this ctqa uses."""
+
+
+class IndexWriteError(IndexProblem):
+    """A build could not write its generation (disk full, read-only folder)."""
 
 
 @dataclass(frozen=True)
@@ -54,7 +78,7 @@ class IndexStatus:
 
 @dataclass
 class Index:
-    """A loaded generation: everything a query needs."""
+    """A loaded generation: everything a query needs, held in memory."""
 
     folder: Path
     manifest: dict
@@ -81,32 +105,107 @@ def index_settings(settings: Settings, model_name: str, weights_sha256: str, dim
     }
 
 
+# ---- reading ---------------------------------------------------------------------------------
+
+
 def current_generation(index_dir: Path) -> Path | None:
-    """Folder of the generation `CURRENT` names, or None when there is none."""
+    """Folder of the generation `CURRENT` names, or None when there is none. Cheap: one small
+    read, so a long-running reader can call it per question to notice a new generation."""
     try:
         name = (Path(index_dir) / CURRENT).read_text(encoding="utf-8").strip()
     except (FileNotFoundError, NotADirectoryError):
         return None
     except (OSError, UnicodeDecodeError) as exc:
-        raise IndexProblem(
-            f"{index_dir}/{CURRENT} cannot be read ({exc}); rebuild with `ctqa index`."
-        ) from None
-    if not name or "/" in name or name.startswith("."):
-        raise IndexProblem(f"{index_dir}/{CURRENT} is damaged; rebuild with `ctqa index`.")
+        raise IndexDamaged(f"{index_dir}/{CURRENT} cannot be read ({exc}); {REBUILD}.") from None
+    if not name.startswith("gen-") or "/" in name or any(c.isspace() for c in name):
+        raise IndexDamaged(f"{index_dir}/{CURRENT} is damaged; {REBUILD}.")
     return Path(index_dir) / name
 
 
+def manifest_checksum(manifest: dict) -> str:
+    """sha256 of the manifest's content without its own `checksum` entry."""
+    body = {k: v for k, v in manifest.items() if k != "checksum"}
+    text = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def read_manifest(generation: Path) -> dict:
+    """The generation's manifest, checked: readable, a format this ctqa reads, its checksum."""
+    path = generation / "manifest.json"
     try:
-        return json.loads((generation / "manifest.json").read_text(encoding="utf-8"))
+        manifest = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise IndexProblem(
-            f"the index at {generation.parent} is missing its manifest; rebuild with `ctqa index`."
+        raise IndexDamaged(
+            f"the index at {generation.parent} names generation {generation.name}, which is "
+            f"missing or has no manifest; {REBUILD}."
         ) from None
     except (OSError, ValueError) as exc:
-        raise IndexProblem(
-            f"the index manifest in {generation} is damaged ({exc}); rebuild with `ctqa index`."
-        ) from None
+        raise IndexDamaged(f"the index manifest {path} is damaged ({exc}); {REBUILD}.") from None
+    if not isinstance(manifest, dict):
+        raise IndexDamaged(f"the index manifest {path} is damaged (not an object); {REBUILD}.")
+    _check_format(manifest, generation)
+    # manifests written before the checksum existed have none; their files are still checked
+    if "checksum" in manifest and manifest["checksum"] != manifest_checksum(manifest):
+        raise IndexDamaged(f"the index manifest {path} is damaged (checksum mismatch); {REBUILD}.")
+    return manifest
+
+
+def _check_format(manifest: dict, generation: Path) -> None:
+    version = manifest.get("format_version")
+    if version == FORMAT_VERSION:
+        return
+    if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
+        raise IndexOutdated(
+            f"the index in {generation.parent} was written by a newer ctqa (index format "
+            f"{version}; this one reads {FORMAT_VERSION}); {REBUILD} or upgrade ctqa."
+        )
+    if isinstance(version, int) and not isinstance(version, bool) and version > 0:
+        raise IndexOutdated(
+            f"the index in {generation.parent} has the old format {version} (this ctqa reads "
+            f"{FORMAT_VERSION}); {REBUILD}."
+        )
+    raise IndexDamaged(
+        f"the index manifest in {generation} is damaged (format {version!r}); {REBUILD}."
+    )
+
+
+def verify_files(generation: Path, manifest: dict) -> None:
+    """Every file the manifest lists exists and has its recorded sha256."""
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not files:
+        raise IndexDamaged(f"the index manifest in {generation} lists no files; {REBUILD}.")
+    for name, expected in files.items():
+        path = generation / name
+        if ".." in Path(name).parts or not path.is_file():
+            raise IndexDamaged(f"index file {path} is missing; {REBUILD}.")
+        if file_sha256(path) != expected:
+            raise IndexDamaged(f"index file {path} is damaged (checksum mismatch); {REBUILD}.")
+
+
+def settings_difference(built: dict, expected: dict) -> str | None:
+    """How the settings an index was built with differ from `expected`, in words; None if not.
+
+    >>> settings_difference({"model": {"name": "a", "weights_sha256": "1" * 64, "dim": 4}},
+    ...                     {"model": {"name": "a", "weights_sha256": "2" * 64, "dim": 4}})
+    'the model a (weights 111111111111…, 4 dimensions), not a (weights 222222222222…, 4 dimensions)'
+    """
+    for key, wanted in expected.items():
+        have = built.get(key)
+        if have == wanted:
+            continue
+        if key == "model" and isinstance(have, dict) and isinstance(wanted, dict):
+            return f"the model {_model_words(have)}, not {_model_words(wanted)}"
+        return f"other {key} settings ({_compact(have)}, not {_compact(wanted)})"
+    return None
+
+
+def _model_words(model: dict) -> str:
+    sha = str(model.get("weights_sha256"))[:12]
+    return f"{model.get('name')} (weights {sha}…, {model.get('dim')} dimensions)"
+
+
+def _compact(value: object) -> str:
+    return json.dumps(value, sort_keys=True)[:160]
 
 
 def corpus_fingerprint(corpus_dir: Path) -> dict[str, str]:
@@ -114,115 +213,89 @@ def corpus_fingerprint(corpus_dir: Path) -> dict[str, str]:
     return {path.name: file_sha256(path) for path in statement_paths(corpus_dir)}
 
 
+def corpus_changes(indexed: dict[str, str], actual: dict[str, str]) -> str:
+    """Statements added, removed or changed, in words; empty when none.
+
+    >>> corpus_changes({"a.txt": "1", "b.txt": "2"}, {"a.txt": "9", "c.txt": "3", "d.txt": "4"})
+    'statements added: c.txt, d.txt; statement removed: b.txt; statement changed: a.txt'
+    """
+    parts = []
+    for verb, names in (
+        ("added", sorted(actual.keys() - indexed.keys())),
+        ("removed", sorted(indexed.keys() - actual.keys())),
+        ("changed", sorted(n for n in actual.keys() & indexed.keys() if actual[n] != indexed[n])),
+    ):
+        if names:
+            noun = "statement" if len(names) == 1 else "statements"
+            shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if names[10:] else "")
+            parts.append(f"{noun} {verb}: {shown}")
+    return "; ".join(parts)
+
+
 def check_status(index_dir: Path, corpus_dir: Path | None, expected_settings: dict) -> IndexStatus:
-    """Compare an index with its corpus and the code's settings, without loading vectors."""
+    """Compare an index with its corpus and the code's settings, without loading vectors.
+    Changes nothing on disk."""
     try:
         generation = current_generation(index_dir)
         if generation is None:
             return IndexStatus("missing", f"there is no index in {index_dir}")
         manifest = read_manifest(generation)
         verify_files(generation, manifest)
+    except IndexOutdated as exc:
+        return IndexStatus("stale", str(exc))
     except IndexProblem as exc:
         return IndexStatus("damaged", str(exc))
-    if manifest.get("format_version") != FORMAT_VERSION:
-        return IndexStatus(
-            "stale",
-            f"the index format is {manifest.get('format_version')}, "
-            f"this ctqa reads {FORMAT_VERSION}",
-        )
-    built = {key: manifest.get(key) for key in expected_settings}
-    for key, value in expected_settings.items():
-        if built[key] != value:
-            return IndexStatus("stale", f"the {key} settings changed since the index was built")
+    if (difference := settings_difference(manifest, expected_settings)) is not None:
+        return IndexStatus("stale", f"it was built with {difference}")
     if corpus_dir is not None:
-        indexed = {d["path"]: d["sha256"] for d in manifest.get("documents", [])}
-        actual = corpus_fingerprint(corpus_dir)
-        if added := sorted(actual.keys() - indexed.keys()):
-            return IndexStatus("stale", f"statement added: {', '.join(added)}")
-        if removed := sorted(indexed.keys() - actual.keys()):
-            return IndexStatus("stale", f"statement removed: {', '.join(removed)}")
-        if changed := sorted(n for n in actual if actual[n] != indexed[n]):
-            return IndexStatus("stale", f"statement changed: {', '.join(changed)}")
+        documents = manifest.get("documents", [])
+        indexed = {d["path"]: d["sha256"] for d in documents if isinstance(d, dict)}
+        if changes := corpus_changes(indexed, corpus_fingerprint(corpus_dir)):
+            return IndexStatus("stale", changes)
     return IndexStatus("fresh")
 
 
-def verify_files(generation: Path, manifest: dict) -> None:
-    """Every file the manifest lists exists and has its recorded sha256."""
-    files = manifest.get("files")
-    if not isinstance(files, dict) or not files:
-        raise IndexProblem(f"the index manifest in {generation} lists no files; rebuild it.")
-    for name, expected in files.items():
-        path = generation / name
-        if not path.is_file():
-            raise IndexProblem(f"index file {path} is missing; rebuild with `ctqa index`.")
-        if file_sha256(path) != expected:
-            raise IndexProblem(
-                f"index file {path} is damaged (checksum mismatch); rebuild with `ctqa index`."
-            )
-
-
 def load_index(index_dir: Path, expected_settings: dict | None = None) -> Index:
-    """Load and verify the current generation; `IndexProblem` says what is wrong."""
-    import faiss
+    """Load and verify the current generation; `IndexProblem` says what is wrong.
 
-    generation = current_generation(index_dir)
-    if generation is None:
-        raise IndexProblem(f"there is no index in {index_dir}; build one with `ctqa index`.")
+    A build that switches `CURRENT` and removes generations while this reads is not a
+    problem: the load starts again on the generation `CURRENT` now names.
+    """
+    index_dir = Path(index_dir)
+    attempts = 3
+    for attempt in range(attempts):
+        generation = current_generation(index_dir)
+        if generation is None:
+            raise IndexProblem(f"there is no index in {index_dir}; build one with `ctqa index`.")
+        try:
+            return load_generation(generation, expected_settings)
+        except IndexDamaged:
+            if attempt == attempts - 1 or current_generation(index_dir) == generation:
+                raise
+    raise AssertionError("unreachable")
+
+
+def load_generation(generation: Path, expected_settings: dict | None = None) -> Index:
+    """Load and verify one generation folder."""
     manifest = read_manifest(generation)
     verify_files(generation, manifest)
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise IndexProblem(
-            f"the index in {index_dir} has format {manifest.get('format_version')}, "
-            f"this ctqa reads {FORMAT_VERSION}; rebuild with `ctqa index`."
-        )
-    if expected_settings:
-        for key, value in expected_settings.items():
-            if manifest.get(key) != value:
-                raise IndexProblem(
-                    f"the index in {index_dir} was built with other {key} settings; "
-                    "rebuild with `ctqa index`."
-                )
+    if expected_settings and (diff := settings_difference(manifest, expected_settings)):
+        raise IndexOutdated(f"the index in {generation.parent} was built with {diff}; {REBUILD}.")
     try:
-        docs = json.loads((generation / "documents.json").read_text(encoding="utf-8"))
-        documents = {
-            d["id"]: Document(**{k: d[k] for k in Document.__dataclass_fields__}) for d in docs
-        }
-        passages = []
-        with open(generation / "passages.jsonl", encoding="utf-8") as handle:
-            for line in handle:
-                row = json.loads(line)
-                doc = documents[row["doc"]]
-                passages.append(
-                    Passage(
-                        doc.id,
-                        row["paragraph"],
-                        row["part"],
-                        row["start"],
-                        row["end"],
-                        doc.text[row["start"] : row["end"]],
-                        tuple(Span(s, e) for s, e in row["sentences"]),
-                        tuple(Span(s, e) for s, e in row["units"]),
-                    )
-                )
-        passage_vectors = faiss.read_index(str(generation / "passages.faiss"))
-        unit_vectors = faiss.read_index(str(generation / "units.faiss"))
+        documents, passages = _read_passages(generation)
+        passage_vectors = _read_vectors(generation / "passages.faiss")
+        unit_vectors = _read_vectors(generation / "units.faiss")
         lexical = LexicalIndex.load(generation / "lexical")
-    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
-        raise IndexProblem(
-            f"the index in {generation} cannot be read ({type(exc).__name__}); "
-            "rebuild with `ctqa index`."
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RuntimeError) as exc:
+        raise IndexDamaged(
+            f"the index in {generation} cannot be read ({type(exc).__name__}: "
+            f"{str(exc)[:80]}); {REBUILD}."
         ) from None
-    counts = manifest.get("counts", {})
-    n_units = sum(len(p.units) for p in passages)
-    dim = manifest.get("model", {}).get("dim")
-    if not (
-        len(passages) == passage_vectors.ntotal == lexical.count == counts.get("passages")
-        and n_units == unit_vectors.ntotal == counts.get("units")
-        and passage_vectors.d == unit_vectors.d == dim
-    ):
-        raise IndexProblem(
-            f"the index in {generation} is inconsistent (counts or dimension differ between "
-            "its files); rebuild with `ctqa index`."
+    _check_consistent(generation, manifest, documents, passages, passage_vectors, unit_vectors)
+    if lexical.count != len(passages):
+        raise IndexDamaged(
+            f"the index in {generation} is inconsistent (its lexical index holds "
+            f"{lexical.count} passages, not {len(passages)}); {REBUILD}."
         )
     sizes = [len(p.units) for p in passages]
     owner = np.repeat(np.arange(len(passages)), sizes)
@@ -240,10 +313,155 @@ def load_index(index_dir: Path, expected_settings: dict | None = None) -> Index:
     )
 
 
+def _read_passages(generation: Path) -> tuple[dict[str, Document], list[Passage]]:
+    docs = json.loads((generation / "documents.json").read_text(encoding="utf-8"))
+    documents = {
+        d["id"]: Document(**{k: d[k] for k in Document.__dataclass_fields__}) for d in docs
+    }
+    passages = []
+    with open(generation / "passages.jsonl", encoding="utf-8") as handle:
+        for line in handle:
+            row = json.loads(line)
+            doc = documents[row["doc"]]
+            passages.append(
+                Passage(
+                    doc.id,
+                    row["paragraph"],
+                    row["part"],
+                    row["start"],
+                    row["end"],
+                    doc.text[row["start"] : row["end"]],
+                    tuple(Span(s, e) for s, e in row["sentences"]),
+                    tuple(Span(s, e) for s, e in row["units"]),
+                )
+            )
+    return documents, passages
+
+
+def _read_vectors(path: Path):
+    import faiss
+
+    vectors = faiss.read_index(str(path))
+    if (
+        not isinstance(vectors, faiss.IndexFlat)
+        or vectors.metric_type != faiss.METRIC_INNER_PRODUCT
+    ):
+        raise ValueError(f"{path.name} is not a flat inner-product index")
+    return vectors
+
+
+def _check_consistent(generation, manifest, documents, passages, passage_vectors, unit_vectors):
+    """Counts, dimensions and offsets agree between the files and the manifest."""
+    counts = manifest.get("counts", {})
+    n_units = sum(len(p.units) for p in passages)
+    dim = manifest.get("model", {}).get("dim")
+    problems = []
+    if not len(passages) == passage_vectors.ntotal == counts.get("passages"):
+        problems.append(
+            f"{len(passages)} passages, {passage_vectors.ntotal} passage vectors, "
+            f"{counts.get('passages')} in the manifest"
+        )
+    if not n_units == unit_vectors.ntotal == counts.get("units"):
+        problems.append(
+            f"{n_units} units, {unit_vectors.ntotal} unit vectors, {counts.get('units')} in the "
+            "manifest"
+        )
+    if not passage_vectors.d == unit_vectors.d == dim:
+        problems.append(
+            f"vectors of {passage_vectors.d} and {unit_vectors.d} dimensions, not {dim}"
+        )
+    if not problems and not all(_within(p, documents[p.doc_id]) for p in passages):
+        problems.append("a passage's offsets fall outside its statement")
+    if problems:
+        raise IndexDamaged(
+            f"the index in {generation} is inconsistent ({'; '.join(problems)}); {REBUILD}."
+        )
+
+
+def _within(p: Passage, doc: Document) -> bool:
+    if not 0 <= p.start < p.end <= len(doc.text):
+        return False
+    return all(p.start <= s.start < s.end <= p.end for s in p.sentences + p.units)
+
+
+# ---- a long-running reader -------------------------------------------------------------------
+
+T = TypeVar("T")
+
+
+class LiveIndex(Generic[T]):
+    """What `make` builds from the current generation, for a reader that runs for days.
+
+    `get()` checks `CURRENT` (one small read) and, when a build has switched it, loads the new
+    generation and swaps it in; a caller holds on to what `get()` returned for a whole search,
+    so each search completes on one generation. While one thread loads a new generation the
+    others keep getting the old one. A new generation that fails to load is reported once
+    through `log` and the old one keeps serving.
+
+    >>> live = LiveIndex(index_dir, load_index(index_dir), make=lambda ix: ix)  # doctest: +SKIP
+    >>> live.get().folder.name                                                 # doctest: +SKIP
+    'gen-20261127T002359-2234341a'
+    """
+
+    def __init__(self, index_dir: Path, first: Index, make: Callable[[Index], T], log=None):
+        self.index_dir = Path(index_dir)
+        self._make = make
+        self._expected = {key: first.manifest.get(key) for key in SHAPING_KEYS}
+        self._log = log or (lambda message: None)
+        self._loading = threading.Lock()
+        self._refused: str | None = None
+        self._served = (first.folder.name, make(first))  # one tuple: swapped in one step
+
+    @property
+    def generation(self) -> str:
+        """Name of the generation `get()` serves."""
+        return self._served[0]
+
+    def get(self) -> T:
+        name, value = self._served
+        wanted = self._wanted()
+        if wanted is None or wanted in (name, self._refused):
+            return value
+        if not self._loading.acquire(blocking=False):
+            return value
+        try:
+            return self._reload()
+        finally:
+            self._loading.release()
+
+    def _wanted(self) -> str | None:
+        try:
+            generation = current_generation(self.index_dir)
+        except IndexProblem:
+            return None
+        return generation.name if generation is not None else None
+
+    def _reload(self) -> T:
+        name, value = self._served
+        wanted = self._wanted()
+        if wanted is None or wanted in (name, self._refused):
+            return value
+        try:
+            index = load_index(self.index_dir, self._expected)
+        except IndexProblem as exc:
+            self._refused = wanted
+            self._log(f"the new index generation {wanted} is not used: {exc}")
+            return value
+        self._served = (index.folder.name, self._make(index))
+        return self._served[1]
+
+
+# ---- building --------------------------------------------------------------------------------
+
+
 @contextlib.contextmanager
 def build_lock(index_dir: Path):
-    """Only one build at a time per index folder."""
-    with open(index_dir / ".lock", "a") as handle:
+    """Only one build at a time per index folder (released by the kernel if a build dies)."""
+    try:
+        handle = open(index_dir / ".lock", "a")  # noqa: SIM115 (closed by the with below)
+    except OSError as exc:
+        raise IndexWriteError(_write_failure(index_dir, exc, _previous_name(index_dir))) from None
+    with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -251,44 +469,15 @@ def build_lock(index_dir: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _fsync_tree(folder: Path) -> None:
-    for path in sorted(folder.rglob("*"), reverse=True):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    _fsync_dir(folder)
+@dataclass
+class _Contents:
+    """What a new generation holds, and how much of it was embedded anew."""
 
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _reusable_vectors(index_dir: Path, settings_now: dict) -> dict[str, tuple]:
-    """Vectors of the current generation, by document sha256, when its settings still hold."""
-    try:
-        old = load_index(index_dir, settings_now)
-    except IndexProblem:
-        return {}
-    reuse: dict[str, tuple] = {}
-    by_doc: dict[str, list[int]] = {}
-    for i, p in enumerate(old.passages):
-        by_doc.setdefault(p.doc_id, []).append(i)
-    for doc_id, rows in by_doc.items():
-        doc = old.documents[doc_id]
-        first, last = rows[0], rows[-1]
-        s_first = int(old.unit_first[first])
-        s_last = int(old.unit_first[last]) + len(old.passages[last].units)
-        reuse[doc.sha256] = (
-            old.passage_vectors.reconstruct_n(first, last - first + 1),
-            old.unit_vectors.reconstruct_n(s_first, s_last - s_first),
-        )
-    return reuse
+    passages: list[Passage]
+    passage_matrix: np.ndarray
+    unit_matrix: np.ndarray
+    embedded: int  # statements chunked and embedded by this build
+    reused: int  # statements whose passages and vectors came from the current generation
 
 
 def build_index(
@@ -298,67 +487,97 @@ def build_index(
     settings: Settings,
     count_tokens: Callable[[str], int],
     progress: bool = False,
+    *,
+    only_if_stale: bool = False,
 ) -> Path:
     """Chunk, embed and index every statement; switch `CURRENT` to the new generation.
 
-    Statements unchanged since the current generation keep their vectors.
+    Statements unchanged since the current generation keep their passages and vectors: only
+    added and changed ones are chunked and embedded. With `only_if_stale`, a build that finds
+    the index fresh once it holds the lock (another process just built it) writes nothing.
     """
-    import faiss
-
     documents = load_corpus(corpus_dir)
-    settings_now = index_settings(settings, encoder.name, encoder.weights_sha256, encoder.dim)
+    shaping = index_settings(settings, encoder.name, encoder.weights_sha256, encoder.dim)
     index_dir = Path(index_dir)
     try:
         index_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise IndexProblem(
-            f"cannot create the index folder {index_dir} ({exc.strerror})."
-        ) from None
+        raise IndexWriteError(_write_failure(index_dir, exc, None)) from None
     with build_lock(index_dir):
-        reuse = _reusable_vectors(index_dir, settings_now)
-        passages: list[Passage] = []
-        passage_rows, unit_rows = [], []
-        to_embed: list[tuple[int, list[Passage]]] = []
-        for doc in documents:
-            doc_passages = chunk_document(doc, count_tokens, settings.max_passage_tokens)
-            if doc.sha256 in reuse:
-                p_vec, s_vec = reuse[doc.sha256]
-                passage_rows.append(p_vec)
-                unit_rows.append(s_vec)
-            else:
-                to_embed.append((len(passage_rows), doc_passages))
-                passage_rows.append(None)
-                unit_rows.append(None)
-            passages.extend(doc_passages)
-        _embed_missing(to_embed, passage_rows, unit_rows, encoder, settings, progress)
-        p_matrix = np.vstack(passage_rows).astype(np.float32)
-        u_matrix = np.vstack(unit_rows).astype(np.float32)
-
-        name = f"gen-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}"
-        staging = index_dir / f".{name}.tmp"
-        try:
-            staging.mkdir()
-            _write_generation(
-                staging, documents, passages, p_matrix, u_matrix, settings_now, corpus_dir, faiss
-            )
-            _fsync_tree(staging)
-            final = index_dir / name
-            os.rename(staging, final)
-            pointer = index_dir / f".{CURRENT}.{uuid.uuid4().hex[:8]}.tmp"
-            with open(pointer, "w", encoding="utf-8") as handle:
-                handle.write(name + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(pointer, index_dir / CURRENT)
-            _fsync_dir(index_dir)
-        except OSError as exc:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise IndexProblem(
-                f"cannot write the index in {index_dir} ({exc.strerror or exc}); free disk space "
-                "or fix the folder's permissions. The previous index is still in use."
-            ) from None
-        _remove_old_generations(index_dir, keep={name})
+        _remove_leftovers(index_dir)
+        previous = _previous_name(index_dir)
+        if only_if_stale and check_status(index_dir, corpus_dir, shaping).fresh:
+            return index_dir / previous
+        contents = _contents(
+            documents, _reusable(index_dir, shaping), encoder, settings, count_tokens, progress
+        )
+        final = _write_and_switch(index_dir, documents, contents, shaping, corpus_dir, previous)
+        _remove_old_generations(index_dir, keep={final.name, previous})
         return final
+
+
+def _previous_name(index_dir: Path) -> str | None:
+    try:
+        generation = current_generation(index_dir)
+    except IndexProblem:
+        return None
+    return generation.name if generation is not None else None
+
+
+def _reusable(index_dir: Path, shaping: dict) -> dict[str, tuple]:
+    """Passages and vectors of the current generation by statement sha256, when it loads and
+    was built with the same settings; otherwise nothing is reused."""
+    try:
+        old = load_index(index_dir, shaping)
+    except IndexProblem:
+        return {}
+    p_all = old.passage_vectors.reconstruct_n(0, old.passage_vectors.ntotal)
+    u_all = old.unit_vectors.reconstruct_n(0, old.unit_vectors.ntotal)
+    rows: dict[str, list[int]] = {}
+    for i, p in enumerate(old.passages):
+        rows.setdefault(p.doc_id, []).append(i)
+    reuse: dict[str, tuple] = {}
+    for doc_id, numbers in rows.items():
+        first, last = numbers[0], numbers[-1]
+        u_first = int(old.unit_first[first])
+        u_end = int(old.unit_first[last]) + len(old.passages[last].units)
+        reuse[old.documents[doc_id].sha256] = (
+            old.passages[first : last + 1],
+            p_all[first : last + 1],
+            u_all[u_first:u_end],
+        )
+    return reuse
+
+
+def _contents(documents, reuse, encoder, settings, count_tokens, progress) -> _Contents:
+    passages: list[Passage] = []
+    passage_rows: list = []
+    unit_rows: list = []
+    to_embed: list[tuple[int, list[Passage]]] = []
+    for doc in documents:
+        if doc.sha256 in reuse:
+            old_passages, p_vec, u_vec = reuse[doc.sha256]
+            # same bytes, same settings: same passages; only the id follows a renamed file
+            doc_passages = [
+                p if p.doc_id == doc.id else dataclasses.replace(p, doc_id=doc.id)
+                for p in old_passages
+            ]
+            passage_rows.append(p_vec)
+            unit_rows.append(u_vec)
+        else:
+            doc_passages = chunk_document(doc, count_tokens, settings.max_passage_tokens)
+            to_embed.append((len(passage_rows), doc_passages))
+            passage_rows.append(None)
+            unit_rows.append(None)
+        passages.extend(doc_passages)
+    _embed_missing(to_embed, passage_rows, unit_rows, encoder, settings, progress)
+    return _Contents(
+        passages,
+        np.ascontiguousarray(np.vstack(passage_rows), dtype=np.float32),
+        np.ascontiguousarray(np.vstack(unit_rows), dtype=np.float32),
+        embedded=len(to_embed),
+        reused=len(documents) - len(to_embed),
+    )
 
 
 def _embed_missing(to_embed, passage_rows, unit_rows, encoder, settings, progress) -> None:
@@ -383,32 +602,77 @@ def _embed_missing(to_embed, passage_rows, unit_rows, encoder, settings, progres
         s_at += n_s
 
 
-def _write_generation(
-    folder, documents, passages, p_matrix, u_matrix, settings_now, corpus_dir, faiss
-) -> None:
+def _write_and_switch(index_dir, documents, contents, shaping, corpus_dir, previous) -> Path:
+    """Write the generation under a temporary name, flush it, rename it and point `CURRENT`
+    at it; on failure remove what was written and leave `CURRENT` as it was."""
+    name = f"gen-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}"
+    staging = index_dir / f".{name}.tmp"
+    final = index_dir / name
+    pointer = index_dir / f".{CURRENT}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        staging.mkdir()
+        _write_generation(staging, documents, contents, shaping, corpus_dir)
+        _fsync_tree(staging)
+        os.rename(staging, final)
+        _write_synced(pointer, (name + "\n").encode("utf-8"))
+        os.replace(pointer, index_dir / CURRENT)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(final, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            pointer.unlink(missing_ok=True)
+        raise IndexWriteError(_write_failure(index_dir, exc, previous)) from None
+    # the switch is done; a failed directory flush only weakens durability on power loss
+    with contextlib.suppress(OSError):
+        _fsync_dir(index_dir)
+    return final
+
+
+def _write_failure(index_dir: Path, exc: OSError, previous: object) -> str:
+    """One sentence: what stopped the build, what to do, and what still serves."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        cause, fix = "the disk is full", "free disk space"
+    elif exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        cause = "the folder is read-only"
+        fix = "make it writable (or pass another --index folder)"
+    else:
+        cause = "the write failed"
+        fix = "free disk space or fix the folder's permissions"
+    detail = exc.strerror or str(exc)
+    rest = "the previous index is still in use" if previous else "no index was written"
+    return (
+        f"cannot write the index in {index_dir}: {cause} ({detail}); {fix} and run "
+        f"`ctqa index` again; {rest}."
+    )
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    """Write a file and flush it to disk; every write error surfaces as `OSError`."""
+    with open(path, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _write_generation(folder: Path, documents, contents: _Contents, shaping, corpus_dir) -> None:
+    import faiss
+
+    passages = contents.passages
     # sources are stored as file names: the folder is wherever the corpus is at query time
     docs = [{**asdict(d), "source": Path(d.source).name} for d in documents]
     (folder / "documents.json").write_text(json.dumps(docs, ensure_ascii=False), encoding="utf-8")
     with open(folder / "passages.jsonl", "w", encoding="utf-8") as handle:
         for p in passages:
-            handle.write(
-                json.dumps(
-                    {
-                        "doc": p.doc_id,
-                        "paragraph": p.paragraph,
-                        "part": p.part,
-                        "start": p.start,
-                        "end": p.end,
-                        "sentences": [[s.start, s.end] for s in p.sentences],
-                        "units": [[u.start, u.end] for u in p.units],
-                    }
-                )
-                + "\n"
-            )
-    for name, matrix in (("passages.faiss", p_matrix), ("units.faiss", u_matrix)):
+            handle.write(json.dumps(_passage_row(p)) + "\n")
+    for name, matrix in (
+        ("passages.faiss", contents.passage_matrix),
+        ("units.faiss", contents.unit_matrix),
+    ):
         flat = faiss.IndexFlatIP(matrix.shape[1])
         flat.add(matrix)
-        faiss.write_index(flat, str(folder / name))
+        # serialised in memory and written by Python: faiss's own writer can lose a failed
+        # write (disk full) without an error
+        (folder / name).write_bytes(faiss.serialize_index(flat).tobytes())
     LexicalIndex.build([p.text for p in passages]).save(folder / "lexical")
     files = {
         str(path.relative_to(folder)): file_sha256(path)
@@ -416,7 +680,7 @@ def _write_generation(
         if path.is_file()
     }
     manifest = {
-        **settings_now,
+        **shaping,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "corpus": str(Path(corpus_dir).name),
         "documents": [
@@ -425,22 +689,63 @@ def _write_generation(
         "counts": {
             "documents": len(documents),
             "passages": len(passages),
-            "units": int(u_matrix.shape[0]),
+            "units": int(contents.unit_matrix.shape[0]),
         },
+        "build": {"embedded": contents.embedded, "reused": contents.reused},
         "files": files,
     }
+    manifest["checksum"] = manifest_checksum(manifest)
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
 
 
-def _remove_old_generations(index_dir: Path, keep: set[str]) -> None:
-    """Delete generations other than `keep` and leftovers of interrupted builds."""
+def _passage_row(p: Passage) -> dict:
+    return {
+        "doc": p.doc_id,
+        "paragraph": p.paragraph,
+        "part": p.part,
+        "start": p.start,
+        "end": p.end,
+        "sentences": [[s.start, s.end] for s in p.sentences],
+        "units": [[u.start, u.end] for u in p.units],
+    }
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in sorted(folder.rglob("*"), reverse=True):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    _fsync_dir(folder)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove_leftovers(index_dir: Path) -> None:
+    """Remove what interrupted builds left: temporary generations and pointer files. Runs
+    under the build lock, so no build is writing them."""
     for path in index_dir.iterdir():
-        if path.name in keep or path.name in (CURRENT, ".lock"):
-            continue
-        if path.name.startswith(("gen-", ".gen-")) and path.is_dir():
+        if path.name.startswith(".gen-") and path.name.endswith(".tmp"):
             shutil.rmtree(path, ignore_errors=True)
-        elif path.name.startswith(f".{CURRENT}.") and path.is_file():
-            path.unlink(missing_ok=True)
+        elif path.name.startswith(f".{CURRENT}.") and path.name.endswith(".tmp"):
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+
+def _remove_old_generations(index_dir: Path, keep: set[str | None]) -> None:
+    """Delete generations other than `keep` (the new one and the one it replaced: a reader
+    may have just read its name) and leftovers of interrupted builds."""
+    _remove_leftovers(index_dir)
+    for path in index_dir.iterdir():
+        if path.name.startswith("gen-") and path.name not in keep and path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def ensure_index(
@@ -453,7 +758,9 @@ def ensure_index(
     log=None,
 ) -> Index:
     """Load the index, building or rebuilding it first when the corpus is at hand and the index
-    is missing, stale or damaged."""
+    is missing, stale or damaged. When the rebuild cannot be written (disk full, read-only
+    folder) and the previous index still matches the code's settings, it serves, with a
+    warning through `log`."""
     encoder = encoder_factory()
     expected = index_settings(settings, encoder.name, encoder.weights_sha256, encoder.dim)
     if corpus_dir is not None:
@@ -462,5 +769,26 @@ def ensure_index(
         if not status.fresh:
             if log:
                 log(f"Indexing {corpus_dir} ({status.reason})…")
-            build_index(corpus_dir, index_dir, encoder, settings, count_tokens, progress)
+            try:
+                build_index(
+                    corpus_dir,
+                    index_dir,
+                    encoder,
+                    settings,
+                    count_tokens,
+                    progress,
+                    only_if_stale=True,
+                )
+            except IndexWriteError as exc:
+                return _previous_or_raise(index_dir, expected, exc, status, log)
     return load_index(index_dir, expected)
+
+
+def _previous_or_raise(index_dir, expected, exc: IndexWriteError, status, log) -> Index:
+    try:
+        index = load_index(index_dir, expected)
+    except IndexProblem:
+        raise exc from None
+    if log:
+        log(f"ctqa: warning: {exc} Answering from it meanwhile; it misses: {status.reason}.")
+    return index
