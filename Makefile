@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export GRADIO_ANALYTICS_ENABLED := False
 export HF_HUB_OFFLINE := 1
 
-.PHONY: run test index eval lint clean loadtest bench-index
+.PHONY: run test index eval lint clean loadtest bench bench-index
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,9 @@ test: index
 
 eval: index
 	$(BIN)/ctqa eval --set all
+
+bench: index
+	$(BIN)/python eval/bench.py
 
 bench-index: $(STAMP)
 	$(BIN)/python eval/bench_index.py

@@ -1,0 +1,240 @@
+"""Warm query latency against the bare encoder, the LangChain peer, and the ONNX encoders."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench_common import ROOT, Latency, Report, Row, interleaved, paired_overhead_ms, ratio
+
+
+@dataclass(frozen=True)
+class Question:
+    """A question as the bench asks it: the text and the earlier turns, if any."""
+
+    text: str
+    history: tuple[str, ...] = ()
+
+
+def statement_questions(limit: int | None = None) -> list[Question]:
+    """Every question of the statement eval set (answerable, unanswerable, follow-ups)."""
+    from ctqa.evaluate import default_sets, load_questions
+
+    questions = [
+        Question(q.question, q.history)
+        for path in default_sets()["statement"].files
+        for q in load_questions(path)
+    ]
+    return questions[:limit] if limit else questions
+
+
+def ask(bot, k: int = 3) -> Callable[[Question], object]:
+    return lambda q: bot.answer(q.text, history=list(q.history) or None, k=k)
+
+
+def bare_encode(model) -> Callable[[Question], object]:
+    """`SentenceTransformer.encode(question)` as a user of the library would call it."""
+    return lambda q: model.encode(q.text)
+
+
+@dataclass(frozen=True)
+class Peer:
+    """LangChain's FAISS vector store with HuggingFaceEmbeddings over the same passages."""
+
+    store: object
+    package: str
+
+    def search(self, q: Question, k: int = 3):
+        return self.store.similarity_search(q.text, k=k)
+
+
+def build_peer(texts: list[str], model_path: Path) -> Peer:
+    """The peer, or ImportError when the bench extra is not installed."""
+    try:
+        from langchain_huggingface import HuggingFaceEmbeddings
+
+        package = "langchain-huggingface"
+    except ImportError:  # langchain-huggingface pins huggingface-hub < 2, which ctqa cannot
+        import warnings
+
+        from langchain_community.embeddings import HuggingFaceEmbeddings
+
+        warnings.filterwarnings("ignore", message=".*HuggingFaceEmbeddings.*")  # deprecated alias
+        package = "langchain-community"
+    from langchain_community.vectorstores import FAISS
+
+    embeddings = HuggingFaceEmbeddings(
+        model_name=str(model_path),
+        model_kwargs={"device": "cpu", "local_files_only": True},
+        encode_kwargs={"normalize_embeddings": True},
+    )
+    return Peer(FAISS.from_texts(texts, embeddings), package)
+
+
+def warm_and_peer(
+    report: Report, bot, questions: list[Question], rounds: int, with_peer: bool = True
+) -> None:
+    """Sections 1 and 2: Bot.answer, bare encode and the peer's search, taking turns."""
+    from ctqa.encoder import model_dir
+
+    retriever = bot.retriever  # loads the model and the index
+    model = retriever.encoder.model
+    calls = {"bare": bare_encode(model), "ctqa": ask(bot)}
+    peer = None
+    try:
+        if with_peer:
+            peer = build_peer([p.text for p in retriever.index.passages], model_dir())
+            calls["peer"] = peer.search
+    except ImportError as exc:
+        report.notes.append(f"peer skipped: {exc}; install the bench extra.")
+    samples = interleaved(calls, questions, rounds=rounds)
+    lat = {name: Latency.of(values) for name, values in samples.items()}
+    over = {name: paired_overhead_ms(v, samples["bare"]) for name, v in samples.items()}
+    r = ratio(lat["ctqa"].p50_ms, lat["bare"].p50_ms)
+    report.add(
+        Row(
+            "1 warm query",
+            f"Bot.answer, {len(questions)} statement questions x{rounds}",
+            f"{lat['ctqa']} (+{over['ctqa']:.1f} ms over encode)",
+            f"bare encode {lat['bare']}",
+            r,
+            "<= 1.25",
+            r <= 1.25,
+        )
+    )
+    if peer is not None:
+        r = ratio(lat["ctqa"].p50_ms, lat["peer"].p50_ms)
+        report.add(
+            Row(
+                "2 peer",
+                f"Bot.answer vs {peer.package} FAISS similarity_search k=3",
+                f"p50 {lat['ctqa'].p50_ms:.1f} ms",
+                f"peer {lat['peer']} (+{over['peer']:.1f} ms over encode)",
+                r,
+                "<= 1.0",
+                r <= 1.0,
+            )
+        )
+    report.details["warm"] = {
+        "latency": {name: vars(v) for name, v in lat.items()},
+        "overhead_over_encode_ms": over,
+    }
+
+
+@dataclass(frozen=True)
+class Backend:
+    """An encoder to compare: its label and object (a ctqa Encoder or an OnnxEncoder)."""
+
+    label: str
+    encoder: object
+
+
+def statement_bot(encoder, index_dir: Path):
+    """A bot over seeds/ with its own index, built by `encoder`."""
+    from ctqa import Bot
+
+    return Bot(corpus=ROOT / "seeds", index=index_dir, encoder=encoder, log=lambda _: None)
+
+
+def hit_at_1(bot) -> float:
+    """Hit@1 over the answerable statement questions, follow-ups included."""
+    from ctqa.evaluate import default_sets, run_set
+
+    results = [
+        r for rep in run_set(bot, default_sets()["statement"]) for r in rep.results if r.answerable
+    ]
+    return sum(r.rank == 1 for r in results) / max(1, len(results))
+
+
+def onnx_backends(encoder, threads: int, folder: Path) -> list[Backend]:
+    """ONNX fp32 and int8 encoders exported from the loaded PyTorch encoder."""
+    from bench_onnx import export_onnx, onnx_encoder, quantize_int8
+
+    fp32 = export_onnx(encoder, folder / "model.onnx")
+    int8 = quantize_int8(fp32, folder / "model_int8.onnx")
+    return [
+        Backend("onnx fp32", onnx_encoder(fp32, encoder, threads, "onnx fp32")),
+        Backend("onnx int8", onnx_encoder(int8, encoder, threads, "onnx int8")),
+    ]
+
+
+def torch_one_thread(encoder) -> Callable[[Question], object]:
+    """The PyTorch encoder run on one thread for this call, then set back."""
+    import torch
+
+    def call(q: Question):
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return encoder.encode([q.text])
+        finally:
+            torch.set_num_threads(before)
+
+    return call
+
+
+def onnx_section(report: Report, encoder, threads: int, questions, rounds: int) -> None:
+    """Section 6: single-question encode, Bot.answer and Hit@1, PyTorch against ONNX Runtime."""
+    import torch
+
+    torch_threads = torch.get_num_threads()
+    with tempfile.TemporaryDirectory(prefix="ctqa-bench-onnx-") as tmp:
+        try:
+            backends = [Backend("torch", encoder), *onnx_backends(encoder, threads, Path(tmp))]
+        except ImportError as exc:
+            report.notes.append(f"ONNX skipped: {exc}; install onnxruntime and onnx.")
+            return
+        bots = {b.label: statement_bot(b.encoder, Path(tmp) / b.label) for b in backends}
+        hits = {label: hit_at_1(bot) for label, bot in bots.items()}
+        calls = {f"encode {b.label}": (lambda q, e=b.encoder: e.encode([q.text])) for b in backends}
+        if torch_threads > 1:
+            calls["encode torch 1 thread"] = torch_one_thread(encoder)
+        calls |= {f"answer {label}": ask(bot) for label, bot in bots.items()}
+        samples = interleaved(calls, questions, rounds=rounds)
+    lat = {name: Latency.of(values) for name, values in samples.items()}
+    floor = lat["encode torch"]
+    for b in backends[1:]:
+        speedup = ratio(floor.p50_ms, lat[f"encode {b.label}"].p50_ms)
+        close = abs(hits[b.label] - hits["torch"]) <= 0.01
+        report.add(
+            Row(
+                "6 onnx",
+                f"encode one question on {b.label}: speed-up over torch ({torch_threads} threads)",
+                f"{lat[f'encode {b.label}']}, Hit@1 {hits[b.label]:.3f}",
+                f"torch {floor}, Hit@1 {hits['torch']:.3f}",
+                speedup,
+                ">= 1.5, Hit@1 within 0.01",
+                speedup >= 1.5 and close,
+            )
+        )
+    if "encode torch 1 thread" in lat:
+        one = lat["encode torch 1 thread"]
+        report.add(
+            Row(
+                "6 onnx",
+                "encode one question on torch with 1 thread: speed-up",
+                str(one),
+                f"torch {floor}",
+                ratio(floor.p50_ms, one.p50_ms),
+            )
+        )
+    for b in backends[1:]:
+        answer = lat[f"answer {b.label}"]
+        r = ratio(answer.p50_ms, floor.p50_ms)
+        report.add(
+            Row(
+                "6 onnx",
+                f"Bot.answer on {b.label} vs the PyTorch encode floor",
+                str(answer),
+                f"bare torch encode {floor}",
+                r,
+            )
+        )
+    report.details["onnx"] = {
+        "latency": {name: vars(v) for name, v in lat.items()},
+        "hit_at_1": hits,
+        "torch_threads": torch_threads,
+        "onnx_threads": threads,
+    }

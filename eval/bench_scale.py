@@ -1,0 +1,567 @@
+"""Scale: a reproducible corpus of N passages recombined from the SQuAD slice's sentences,
+its index build (time, size, peak memory) and query latency, exact and approximate.
+
+The build and the queries run in worker processes (`python eval/bench_scale.py build|query`)
+so that their peak memory is their own; each prints one JSON object.
+
+Every generated paragraph is 2 to 4 sentences drawn with a fixed seed from the slice's 1,627,
+so passages are unique but sentences (and so the units ctqa embeds) repeat. Embedding 100,000
+passages and about a million units takes hours on two busy cores, so the build's vectors are,
+by choice (`--scale-vectors`):
+- "composed" (default): each distinct sentence and clause embedded once; a passage's vector is
+  the normalised mean of its sentences' (`ComposedEncoder`). Everything else is ctqa's build.
+- "memo": each distinct text embedded once per call (`MemoEncoder`); the index is the same as
+  a plain build's.
+- "real": ctqa's build as is.
+For the first two, the time of what was not embedded is estimated from timed samples.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_common import (  # noqa: E402
+    ROOT,
+    Latency,
+    Report,
+    Row,
+    folder_bytes,
+    interleaved,
+    paired_overhead_ms,
+    ratio,
+)
+
+GENERATOR = "squad-sentences-2to4-v1"
+SQUAD_CORPUS = ROOT / "eval" / "squad" / "corpus"
+PER_DOCUMENT = 100
+
+
+def sentence_pool(source: Path = SQUAD_CORPUS) -> list[str]:
+    """Sentences of the corpus, as ctqa's chunking splits them, in corpus order."""
+    from ctqa.chunking import chunk_document
+    from ctqa.corpus import load_corpus
+    from ctqa.encoder import token_counter
+
+    count = token_counter()
+    return [
+        doc.text[s.start : s.end]
+        for doc in load_corpus(source)
+        for p in chunk_document(doc, count, 256)
+        for s in p.sentences
+    ]
+
+
+def paragraphs(pool: list[str], n: int, seed: int, fits=lambda text: True) -> list[tuple[str, ...]]:
+    """`n` paragraphs of 2 to 4 sentences of `pool` drawn with `seed`, as their sentences; a
+    paragraph that does not `fit` loses sentences from its end.
+
+    >>> pool = ["A.", "B.", "C.", "D."]
+    >>> paragraphs(pool, 2, seed=1) == paragraphs(pool, 2, seed=1)
+    True
+    """
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        chosen = rng.sample(pool, rng.randint(2, min(4, len(pool))))
+        while len(chosen) > 1 and not fits(" ".join(chosen)):
+            chosen.pop()
+        out.append(tuple(chosen))
+    return out
+
+
+def generated_paragraphs(n: int, seed: int, source: Path = SQUAD_CORPUS) -> list[tuple[str, ...]]:
+    """The paragraphs `generate_corpus` writes, as their sentences."""
+    from ctqa.encoder import token_counter
+
+    count = token_counter()
+    return paragraphs(sentence_pool(source), n, seed, fits=lambda t: count(t) <= 256)
+
+
+@dataclass(frozen=True)
+class Generated:
+    """A generated corpus folder and what made it."""
+
+    folder: Path
+    passages: int
+    documents: int
+    seed: int
+    generator: str = GENERATOR
+
+
+def generate_corpus(folder: Path, n: int, seed: int, source: Path = SQUAD_CORPUS) -> Generated:
+    """Write `n` paragraphs into files of `PER_DOCUMENT` under `folder`; reuse an identical
+    earlier generation. Paragraphs fit the encoder (at most 256 word pieces), so each is one
+    passage."""
+
+    folder = Path(folder)
+    stamp = folder / "generated.json"
+    wanted = {"passages": n, "seed": seed, "generator": GENERATOR}
+    if stamp.is_file() and json.loads(stamp.read_text()) == wanted:
+        docs = len(list(folder.glob("*.txt")))
+        return Generated(folder, n, docs, seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.txt"):
+        old.unlink()
+    texts = [" ".join(p) for p in generated_paragraphs(n, seed, source)]
+    docs = 0
+    for at in range(0, n, PER_DOCUMENT):
+        body = "\n\n".join(texts[at : at + PER_DOCUMENT]) + "\n"
+        (folder / f"generated-{docs:05d}.txt").write_text(body, encoding="utf-8")
+        docs += 1
+    stamp.write_text(json.dumps(wanted), encoding="utf-8")
+    return Generated(folder, n, docs, seed)
+
+
+@dataclass
+class MemoEncoder:
+    """Wraps an encoder: each call embeds each distinct text once, and keeps a sample of the
+    texts it did not need to embed, to estimate what they would have cost."""
+
+    inner: object
+    requested: int = 0
+    encoded: int = 0
+    skipped_sample: list[str] = field(default_factory=list)
+    _skipped: int = 0
+
+    @property
+    def name(self):
+        return self.inner.name
+
+    @property
+    def weights_sha256(self):
+        return self.inner.weights_sha256
+
+    @property
+    def dim(self):
+        return self.inner.dim
+
+    def encode(self, texts, batch_size: int = 32, progress: bool = False) -> np.ndarray:
+        texts = list(texts)
+        slots: dict[str, int] = {}
+        inverse = np.empty(len(texts), dtype=np.int64)
+        rng = random.Random(len(texts))
+        for i, text in enumerate(texts):
+            slot = slots.get(text)
+            if slot is None:
+                slot = slots[text] = len(slots)
+            else:
+                self._sample(text, rng)
+            inverse[i] = slot
+        self.requested += len(texts)
+        self.encoded += len(slots)
+        unique = self.inner.encode(list(slots), batch_size=batch_size, progress=progress)
+        return unique[inverse]
+
+    def _sample(self, text: str, rng: random.Random, size: int = 2000) -> None:
+        """Reservoir sampling over the texts not embedded again."""
+        self._skipped += 1
+        if len(self.skipped_sample) < size:
+            self.skipped_sample.append(text)
+        elif (j := rng.randrange(self._skipped)) < size:
+            self.skipped_sample[j] = text
+
+
+@dataclass
+class ComposedEncoder:
+    """For a generated corpus: embeds each distinct sentence and clause once, and gives a
+    generated passage the normalised mean of its sentences' vectors instead of embedding it.
+    The index has ctqa's structure, texts and unit vectors; only passage vectors are stand-ins.
+    Keeps samples of what it did not embed, to estimate what embedding it would have cost."""
+
+    inner: object
+    sentences: dict[str, tuple[str, ...]]  # generated passage text -> its sentences
+    cache: dict[str, np.ndarray] = field(default_factory=dict)
+    requested: int = 0
+    encoded: int = 0
+    composed: list[str] = field(default_factory=list)  # sample of composed passages
+    composed_count: int = 0
+    skipped_sample: list[str] = field(default_factory=list)
+    _skipped: int = 0
+
+    name = property(lambda self: self.inner.name)
+    weights_sha256 = property(lambda self: self.inner.weights_sha256)
+    dim = property(lambda self: self.inner.dim)
+
+    def encode(self, texts, batch_size: int = 32, progress: bool = False) -> np.ndarray:
+        texts = list(texts)
+        need: dict[str, None] = {}
+        for text in texts:
+            for part in self.sentences.get(text) or (text,):
+                if part not in self.cache:
+                    need[part] = None
+        if need:
+            vectors = self.inner.encode(list(need), batch_size=batch_size, progress=progress)
+            self.cache.update(zip(need, vectors, strict=True))
+        self.requested += len(texts)
+        self.encoded += len(need)
+        rng = random.Random(len(texts))
+        out = np.empty((len(texts), self.inner.dim), dtype=np.float32)
+        for i, text in enumerate(texts):
+            if text in self.cache:
+                out[i] = self.cache[text]
+                if text not in need:
+                    self._skipped += 1
+                    _reservoir(self.skipped_sample, text, self._skipped, rng)
+                continue
+            mean = np.mean([self.cache[p] for p in self.sentences[text]], axis=0)
+            out[i] = mean / max(float(np.linalg.norm(mean)), 1e-12)
+            self.composed_count += 1
+            _reservoir(self.composed, text, self.composed_count, rng, size=300)
+        return out
+
+
+def _reservoir(sample: list, item, seen: int, rng: random.Random, size: int = 2000) -> None:
+    if len(sample) < size:
+        sample.append(item)
+    elif (j := rng.randrange(seen)) < size:
+        sample[j] = item
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def worker_build(corpus: Path, index: Path, vectors: str, threads: int | None) -> dict:
+    """Build the index of `corpus` into `index`; figures as a dict. `vectors`: "real" (ctqa's
+    build as is), "memo" (each distinct text embedded once) or "composed" (`ComposedEncoder`)."""
+    from ctqa.config import Settings
+    from ctqa.encoder import load_encoder, token_counter
+    from ctqa.index import build_index
+
+    settings = Settings.from_env()
+    real = load_encoder(threads or settings.threads)
+    rss_before = peak_rss_mb()
+    if vectors == "composed":
+        stamp = json.loads((corpus / "generated.json").read_text())
+        made = generated_paragraphs(stamp["passages"], stamp["seed"])
+        encoder = ComposedEncoder(real, {" ".join(p): p for p in made})
+        del made
+    else:
+        encoder = MemoEncoder(real) if vectors == "memo" else real
+    started = time.perf_counter()
+    generation = build_index(corpus, index, encoder, settings, token_counter(), progress=False)
+    seconds = time.perf_counter() - started
+    figures = {
+        "seconds": seconds,
+        "peak_rss_mb": peak_rss_mb(),
+        "rss_after_model_mb": rss_before,
+        "index_bytes": folder_bytes(generation),
+        "counts": json.loads((generation / "manifest.json").read_text())["counts"],
+        "vectors": vectors,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    if vectors != "real":
+        figures |= {"texts_requested": encoder.requested, "texts_encoded": encoder.encoded}
+        figures["estimated_seconds_embedding_all"] = seconds + skipped_cost(
+            real, encoder, settings.encode_batch_size
+        )
+    return figures
+
+
+def skipped_cost(real, encoder, batch_size: int) -> float:
+    """Seconds the texts an encoder did not embed would have cost, from timed samples."""
+    cost = 0.0
+    groups = [(encoder.skipped_sample, encoder.requested - encoder.encoded)]
+    if isinstance(encoder, ComposedEncoder):
+        groups = [
+            (encoder.skipped_sample, encoder._skipped),
+            (encoder.composed, encoder.composed_count),
+        ]
+    for sample, count in groups:
+        if sample and count:
+            started = time.perf_counter()
+            real.encode(sample, batch_size=batch_size)
+            cost += (time.perf_counter() - started) / len(sample) * count
+    return cost
+
+
+APPROXIMATE = {"hnsw32": (64, 128), "ivf": (64, 256)}  # kind -> search settings tried
+
+
+def approximate(flat, kind: str, seed: int = 0):
+    """An approximate copy of a flat inner-product index: "hnsw32" (HNSW graph, 32 links) or
+    "ivf" (inverted lists over 4·sqrt(n) k-means cells, with a direct map to reconstruct)."""
+    import faiss
+
+    vectors = flat.reconstruct_n(0, flat.ntotal)
+    if kind == "hnsw32":
+        index = faiss.IndexHNSWFlat(flat.d, 32, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = 80
+    elif kind == "ivf":
+        cells = int(min(4096, max(16, 4 * np.sqrt(flat.ntotal))))
+        quantizer = faiss.IndexFlatIP(flat.d)
+        index = faiss.IndexIVFFlat(quantizer, flat.d, cells, faiss.METRIC_INNER_PRODUCT)
+        rng = np.random.default_rng(seed)
+        sample = rng.choice(flat.ntotal, size=min(flat.ntotal, 64 * cells), replace=False)
+        index.train(vectors[np.sort(sample)])
+    else:
+        raise ValueError(f"unknown approximate index {kind!r}")
+    index.add(vectors)
+    if kind == "ivf":
+        index.make_direct_map()
+    return index
+
+
+def set_search(index, kind: str, value: int, k: int) -> None:
+    """Set how hard an approximate index searches: efSearch (at least k) or nprobe."""
+    if kind == "hnsw32":
+        index.hnsw.efSearch = max(value, k)
+    else:
+        index.nprobe = value
+
+
+def recall_at_5(exact, approx, queries: np.ndarray) -> float:
+    """Share of approximate search's top 5 that score at least exact search's 5th best (ties,
+    as between repeated sentences, count as found)."""
+    want, _ = exact.search(queries, 5)
+    got, rows = approx.search(queries, 5)
+    found = (got >= want[:, 4:5] - 1e-5) & (rows >= 0)
+    return float(found.mean())
+
+
+def tuned(tune, call):
+    """`call`, with the search settings it needs set first (indexes are shared)."""
+
+    def run(q):
+        tune()
+        return call(q)
+
+    return run
+
+
+def approximate_bot(index: Path, idx, encoder, settings, p_index, u_index):
+    """A bot over the loaded index `idx` with its flat FAISS indexes swapped (a prototype)."""
+    import dataclasses
+
+    from ctqa import Bot
+    from ctqa.retrieval import Retriever
+
+    bot = Bot(index=index, encoder=encoder)
+    swapped = dataclasses.replace(idx, passage_vectors=p_index, unit_vectors=u_index)
+    bot._retriever = Retriever(swapped, encoder, settings)
+    return bot
+
+
+def worker_query(statement_index: Path, index: Path, rounds: int) -> dict:
+    """Bot.answer p50/p95 on the statement and on the scale index, exact and approximate,
+    with the bare encode, taking turns on the statement questions; recall@5 of the
+    approximate searches on SQuAD and statement questions."""
+    from bench_query import ask, statement_questions
+
+    from ctqa import Bot
+    from ctqa.config import Settings
+    from ctqa.encoder import load_encoder
+    from ctqa.evaluate import load_questions
+
+    settings = Settings.from_env()
+    encoder = load_encoder(settings.threads)
+    statement = Bot(corpus=ROOT / "seeds", index=statement_index, encoder=encoder)
+    statement.retriever  # noqa: B018 - loads it
+    rss_before = peak_rss_mb()
+    scale = Bot(index=index, encoder=encoder)
+    load_s = time.perf_counter()
+    idx = scale.retriever.index
+    load_s = time.perf_counter() - load_s
+    rss_loaded = peak_rss_mb()
+    questions = statement_questions()
+    calls = {
+        "encode": lambda q: encoder.encode([q.text]),
+        "statement": ask(statement),
+        "scale exact": ask(scale),
+    }
+    squad = [q.question for q in load_questions(ROOT / "eval/squad/questions.jsonl")][:200]
+    vectors = encoder.encode(squad + [q.text for q in questions])
+    n = settings.candidates
+    meta = {}
+    for kind, values in APPROXIMATE.items():
+        started = time.perf_counter()
+        p_index = approximate(idx.passage_vectors, kind)
+        u_index = approximate(idx.unit_vectors, kind)
+        built = time.perf_counter() - started
+        bot = approximate_bot(index, idx, encoder, settings, p_index, u_index)
+        for value in values:
+            name = f"{kind} {'efSearch' if kind == 'hnsw32' else 'nprobe'} {value}"
+
+            def tune(kind=kind, value=value, p_index=p_index, u_index=u_index):
+                set_search(p_index, kind, value, n)
+                set_search(u_index, kind, value, 3 * n)
+
+            tune()
+            meta[name] = {
+                "build_s": built,
+                "recall_passages_at_5": recall_at_5(idx.passage_vectors, p_index, vectors),
+                "recall_units_at_5": recall_at_5(idx.unit_vectors, u_index, vectors),
+                "answers_same_top5": same_answers(scale, bot, squad[:50]),
+            }
+            calls[name] = tuned(tune, ask(bot))
+    samples = interleaved(calls, questions, rounds=rounds)
+    overhead = {
+        name: paired_overhead_ms(values, samples["encode"])
+        for name, values in samples.items()
+        if name != "encode"
+    }
+    return {
+        "latency": {name: vars(Latency.of(values)) for name, values in samples.items()},
+        "overhead_ms": overhead,
+        "approx": meta,
+        "load_s": load_s,
+        "rss_before_scale_mb": rss_before,
+        "rss_loaded_mb": rss_loaded,
+        "peak_rss_mb": peak_rss_mb(),
+        "passages": idx.passage_vectors.ntotal,
+        "units": idx.unit_vectors.ntotal,
+    }
+
+
+def same_answers(exact_bot, approx_bot, questions: list[str]) -> float:
+    """Share of the top 5 cited passages (answered or nearest) that both bots give."""
+    shares = []
+    for q in questions:
+        a, b = exact_bot.answer(q, k=5), approx_bot.answer(q, k=5)
+        ka = {(c.doc_id, c.start) for c in a.citations or a.nearest}
+        kb = {(c.doc_id, c.start) for c in b.citations or b.nearest}
+        shares.append(len(ka & kb) / max(1, len(ka)))
+    return float(np.mean(shares)) if shares else float("nan")
+
+
+def run_worker(args: list[str], timeout: float | None = None) -> dict:
+    """Run this file as a worker process; its last stdout line is the JSON result."""
+    out = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"scale worker {args[0]} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def fresh_build(index: Path, corpus: Path, vectors: str) -> dict | None:
+    """The recorded build figures of `index` when it is still fresh for `corpus` and was built
+    with the same kind of `vectors`."""
+    from ctqa.config import MODEL_DIM, MODEL_NAME, MODEL_WEIGHTS_SHA256, Settings
+    from ctqa.index import check_status, index_settings
+
+    record = index / "bench-build.json"
+    if not record.is_file():
+        return None
+    expected = index_settings(Settings.from_env(), MODEL_NAME, MODEL_WEIGHTS_SHA256, MODEL_DIM)
+    if not check_status(index, corpus, expected).fresh:
+        return None
+    figures = json.loads(record.read_text())
+    return figures if figures.get("vectors") == vectors else None
+
+
+def scale_section(
+    report: Report,
+    n: int,
+    folder: Path,
+    statement_index: Path,
+    rounds: int,
+    seed: int = 20211117,
+    vectors: str = "composed",
+    rebuild: bool = False,
+) -> None:
+    """Section 5."""
+    gen = generate_corpus(folder / "corpus", n, seed)
+    index = folder / "index"
+    build = None if rebuild else fresh_build(index, gen.folder, vectors)
+    reused = build is not None
+    if build is None:
+        shutil.rmtree(index, ignore_errors=True)  # a build would reuse vectors from an old one
+        build = run_worker(["build", str(gen.folder), str(index), "--vectors", vectors])
+        (index / "bench-build.json").write_text(json.dumps(build), encoding="utf-8")
+    counts = build["counts"]
+    when = f"reused build of {build['created']}" if reused else "built in this run"
+    est = build.get("estimated_seconds_embedding_all")
+    how = (
+        f" ({vectors} vectors: embedded {build['texts_encoded']:,} distinct texts for "
+        f"{build['texts_requested']:,}; est. {est:.0f} s embedding all)"
+        if est
+        else ""
+    )
+    report.add(
+        Row(
+            "5 scale",
+            f"build {counts['passages']:,} passages, {counts['units']:,} units ({when})",
+            f"{build['seconds']:.0f} s{how}",
+            f"peak RSS {build['peak_rss_mb']:.0f} MB (model alone "
+            f"{build['rss_after_model_mb']:.0f} MB), index {build['index_bytes'] / 1e6:.0f} MB",
+        )
+    )
+    q = run_worker(["query", str(statement_index), str(index), "--rounds", str(rounds)])
+    lat = {name: Latency(**v) for name, v in q["latency"].items()}
+    over = q["overhead_ms"]
+    base = lat["statement"]
+    baseline = f"statement {base} (+{over['statement']:.1f} ms over encode)"
+    r = ratio(lat["scale exact"].p50_ms, base.p50_ms)
+    report.add(
+        Row(
+            "5 scale",
+            f"Bot.answer at {q['passages']:,} passages, {q['units']:,} units, exact (flat) "
+            f"search; index load {q['load_s']:.1f} s, RSS {q['rss_loaded_mb']:.0f} MB",
+            f"{lat['scale exact']} (+{over['scale exact']:.1f} ms over encode)",
+            baseline,
+            r,
+            "<= 2.0",
+            r <= 2.0,
+        )
+    )
+    for name, meta in q["approx"].items():
+        r = ratio(lat[name].p50_ms, base.p50_ms)
+        recall = min(meta["recall_passages_at_5"], meta["recall_units_at_5"])
+        report.add(
+            Row(
+                "5 scale",
+                f"same, approximate {name}: recall@5 passages "
+                f"{meta['recall_passages_at_5']:.3f}, units {meta['recall_units_at_5']:.3f}; "
+                f"same top-5 answers {meta['answers_same_top5']:.3f}; "
+                f"built in {meta['build_s']:.0f} s",
+                f"{lat[name]} (+{over[name]:.1f} ms over encode)",
+                baseline,
+                r,
+                "<= 2.0, recall@5 >= 0.99",
+                r <= 2.0 and recall >= 0.99,
+            )
+        )
+    report.details["scale"] = {"generated": asdict(gen), "build": build, "query": q}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="scale bench worker (run by eval/bench.py)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("build")
+    b.add_argument("corpus", type=Path)
+    b.add_argument("index", type=Path)
+    b.add_argument("--vectors", choices=("composed", "memo", "real"), default="composed")
+    b.add_argument("--threads", type=int)
+    q = sub.add_parser("query")
+    q.add_argument("statement_index", type=Path)
+    q.add_argument("index", type=Path)
+    q.add_argument("--rounds", type=int, default=1)
+    args = parser.parse_args(argv)
+    if args.command == "build":
+        result = worker_build(args.corpus, args.index, args.vectors, args.threads)
+    else:
+        result = worker_query(args.statement_index, args.index, args.rounds)
+    print(json.dumps(result, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
