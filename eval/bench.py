@@ -78,6 +78,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="composed",
         help="how the scale build gets its vectors (see eval/bench_scale.py); real is slowest",
     )
+    parser.add_argument(
+        "--scale-approx",
+        default="ivf,hnsw32",
+        help="approximate FAISS indexes to try at scale (ivf, hnsw32; empty for none)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "eval" / "results")
     args = parser.parse_args(argv)
     unknown = set(args.only.split(",")) - set(SECTIONS)
@@ -146,6 +151,7 @@ def run(args: argparse.Namespace) -> Report:
                 plan.scale_rounds,
                 vectors=args.scale_vectors,
                 rebuild=args.rebuild_scale,
+                approx=args.scale_approx,
             )
         report.notes.append("end: " + machine_note())
     return report

@@ -288,7 +288,11 @@ def skipped_cost(real, encoder, batch_size: int) -> float:
     return cost
 
 
-APPROXIMATE = {"hnsw32": (64, 128), "ivf": (64, 256)}  # kind -> search settings tried
+# kind -> search settings tried, (passage index, unit index): nprobe or efSearch
+APPROXIMATE = {
+    "ivf": ((64, 64), (256, 256), (256, 64)),
+    "hnsw32": ((64, 150), (128, 150)),
+}
 
 
 def approximate(flat, kind: str, seed: int = 0):
@@ -332,33 +336,38 @@ def recall_at_5(exact, approx, queries: np.ndarray) -> float:
     return float(found.mean())
 
 
-def tuned(tune, call):
-    """`call`, with the search settings it needs set first (indexes are shared)."""
+def switcher(bot):
+    """A function that makes `bot` search a given variant of its loaded index (the flat FAISS
+    indexes swapped for approximate ones: a prototype, ctqa cannot do this by a setting yet)."""
+    retriever = bot.retriever
+    if bot.retriever is not retriever:
+        raise RuntimeError("the bot makes a new retriever per question; cannot swap its index")
+
+    def use(index) -> None:
+        retriever.index = index
+
+    return use
+
+
+def using(use, variant, tune, call):
+    """`call` on `variant` of the index, with its search settings set first."""
 
     def run(q):
+        use(variant)
         tune()
         return call(q)
 
     return run
 
 
-def approximate_bot(index: Path, idx, encoder, settings, p_index, u_index):
-    """A bot over the loaded index `idx` with its flat FAISS indexes swapped (a prototype)."""
-    import dataclasses
-
-    from ctqa import Bot
-    from ctqa.retrieval import Retriever
-
-    bot = Bot(index=index, encoder=encoder)
-    swapped = dataclasses.replace(idx, passage_vectors=p_index, unit_vectors=u_index)
-    bot._retriever = Retriever(swapped, encoder, settings)
-    return bot
-
-
-def worker_query(statement_index: Path, index: Path, rounds: int) -> dict:
+def worker_query(
+    statement_index: Path, index: Path, rounds: int, kinds: tuple[str, ...] = tuple(APPROXIMATE)
+) -> dict:
     """Bot.answer p50/p95 on the statement and on the scale index, exact and approximate,
     with the bare encode, taking turns on the statement questions; recall@5 of the
     approximate searches on SQuAD and statement questions."""
+    import dataclasses
+
     from bench_query import ask, statement_questions
 
     from ctqa import Bot
@@ -376,37 +385,42 @@ def worker_query(statement_index: Path, index: Path, rounds: int) -> dict:
     idx = scale.retriever.index
     load_s = time.perf_counter() - load_s
     rss_loaded = peak_rss_mb()
+    use = switcher(scale)
     questions = statement_questions()
     calls = {
         "encode": lambda q: encoder.encode([q.text]),
         "statement": ask(statement),
-        "scale exact": ask(scale),
+        "scale exact": using(use, idx, lambda: None, ask(scale)),
     }
     squad = [q.question for q in load_questions(ROOT / "eval/squad/questions.jsonl")][:200]
     vectors = encoder.encode(squad + [q.text for q in questions])
     n = settings.candidates
     meta = {}
-    for kind, values in APPROXIMATE.items():
+    for kind in kinds:
+        values = APPROXIMATE[kind]
         started = time.perf_counter()
         p_index = approximate(idx.passage_vectors, kind)
         u_index = approximate(idx.unit_vectors, kind)
         built = time.perf_counter() - started
-        bot = approximate_bot(index, idx, encoder, settings, p_index, u_index)
-        for value in values:
-            name = f"{kind} {'efSearch' if kind == 'hnsw32' else 'nprobe'} {value}"
+        variant = dataclasses.replace(idx, passage_vectors=p_index, unit_vectors=u_index)
+        for p_value, u_value in values:
+            setting = "efSearch" if kind == "hnsw32" else "nprobe"
+            name = f"{kind} {setting} {p_value} (passages) / {u_value} (units)"
 
-            def tune(kind=kind, value=value, p_index=p_index, u_index=u_index):
-                set_search(p_index, kind, value, n)
-                set_search(u_index, kind, value, 3 * n)
+            def tune(kind=kind, p_value=p_value, u_value=u_value, p_index=p_index, u_index=u_index):
+                set_search(p_index, kind, p_value, n)
+                set_search(u_index, kind, u_value, 3 * n)
 
             tune()
+            exact = using(use, idx, lambda: None, lambda q: scale.answer(q, k=5))
+            approx = using(use, variant, tune, lambda q: scale.answer(q, k=5))
             meta[name] = {
                 "build_s": built,
                 "recall_passages_at_5": recall_at_5(idx.passage_vectors, p_index, vectors),
                 "recall_units_at_5": recall_at_5(idx.unit_vectors, u_index, vectors),
-                "answers_same_top5": same_answers(scale, bot, squad[:50]),
+                "answers_same_top5": same_answers(exact, approx, squad[:50]),
             }
-            calls[name] = tuned(tune, ask(bot))
+            calls[name] = using(use, variant, tune, ask(scale))
     samples = interleaved(calls, questions, rounds=rounds)
     overhead = {
         name: paired_overhead_ms(values, samples["encode"])
@@ -426,11 +440,11 @@ def worker_query(statement_index: Path, index: Path, rounds: int) -> dict:
     }
 
 
-def same_answers(exact_bot, approx_bot, questions: list[str]) -> float:
-    """Share of the top 5 cited passages (answered or nearest) that both bots give."""
+def same_answers(exact, approx, questions: list[str]) -> float:
+    """Share of the top 5 cited passages (answered or nearest) that both searches give."""
     shares = []
     for q in questions:
-        a, b = exact_bot.answer(q, k=5), approx_bot.answer(q, k=5)
+        a, b = exact(q), approx(q)
         ka = {(c.doc_id, c.start) for c in a.citations or a.nearest}
         kb = {(c.doc_id, c.start) for c in b.citations or b.nearest}
         shares.append(len(ka & kb) / max(1, len(ka)))
@@ -476,6 +490,7 @@ def scale_section(
     seed: int = 20211117,
     vectors: str = "composed",
     rebuild: bool = False,
+    approx: str = ",".join(APPROXIMATE),
 ) -> None:
     """Section 5."""
     gen = generate_corpus(folder / "corpus", n, seed)
@@ -504,7 +519,9 @@ def scale_section(
             f"{build['rss_after_model_mb']:.0f} MB), index {build['index_bytes'] / 1e6:.0f} MB",
         )
     )
-    q = run_worker(["query", str(statement_index), str(index), "--rounds", str(rounds)])
+    q = run_worker(
+        ["query", str(statement_index), str(index), "--rounds", str(rounds), "--approx", approx]
+    )
     lat = {name: Latency(**v) for name, v in q["latency"].items()}
     over = q["overhead_ms"]
     base = lat["statement"]
@@ -554,11 +571,13 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("statement_index", type=Path)
     q.add_argument("index", type=Path)
     q.add_argument("--rounds", type=int, default=1)
+    q.add_argument("--approx", default=",".join(APPROXIMATE), help="approximate kinds to try")
     args = parser.parse_args(argv)
     if args.command == "build":
         result = worker_build(args.corpus, args.index, args.vectors, args.threads)
     else:
-        result = worker_query(args.statement_index, args.index, args.rounds)
+        kinds = tuple(k for k in args.approx.split(",") if k)
+        result = worker_query(args.statement_index, args.index, args.rounds, kinds)
     print(json.dumps(result, default=str))
     return 0
 
