@@ -18,7 +18,6 @@ when a reply differs, a request fails, or the overload run turns nobody away.
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import os
 import signal
@@ -254,13 +253,9 @@ def is_loopback(url: str) -> bool:
     >>> is_loopback("http://127.0.0.1:7860/"), is_loopback("http://example.com/")
     (True, False)
     """
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    from ctqa.cli import is_loopback_host
+
+    return is_loopback_host(urlsplit(url).hostname or "")
 
 
 def free_port() -> int:

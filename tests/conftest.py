@@ -7,6 +7,7 @@ import hashlib
 import os
 import shutil
 import socket
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -111,3 +112,48 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextmanager
+def serving(app, bot, auth=None):
+    """`app` served as `ctqa serve` serves it, on a free loopback port; yields its URL."""
+    from ctqa.app import launch_options
+
+    port = free_port()
+    app.launch(
+        server_name="127.0.0.1",
+        server_port=port,
+        prevent_thread_lock=True,
+        quiet=True,
+        **launch_options(bot, auth),
+    )
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        app.close()
+
+
+# Fixed questions whose hits show which generation of an index answered.
+INDEX_QUESTIONS = [
+    "Who led the Indian delegation?",
+    "Where was the meeting held?",
+    "Which terrorist groups were named?",
+    "When will the satellite launch?",
+    "Who builds the payload?",
+]
+
+
+def index_answers(index_dir, encoder=None) -> list:
+    """Hits of `INDEX_QUESTIONS` on the current generation: (doc, start, end, score)."""
+    from ctqa.config import Settings
+    from ctqa.index import index_settings, load_index
+    from ctqa.retrieval import Retriever
+
+    encoder = encoder or FakeEncoder()
+    settings = Settings()
+    shaping = index_settings(settings, encoder.name, encoder.weights_sha256, encoder.dim)
+    retriever = Retriever(load_index(index_dir, shaping), encoder, settings)
+    return [
+        [(h.passage.doc_id, h.passage.start, h.passage.end, round(h.score, 5)) for h in hits]
+        for hits in (retriever.search(q, 3).hits for q in INDEX_QUESTIONS)
+    ]

@@ -2,11 +2,10 @@
 gradio_client."""
 
 import json
-from contextlib import contextmanager
 
 import httpx
 import pytest
-from conftest import free_port
+from conftest import serving
 from gradio_client import Client
 
 pytestmark = [
@@ -34,27 +33,8 @@ def bot(feedback_file):
 def server(bot):
     from ctqa.app import build_app
 
-    with running(build_app(bot), bot) as url:
+    with serving(build_app(bot), bot) as url:
         yield url
-
-
-@contextmanager
-def running(app, bot):
-    """`app` served as `ctqa serve` serves it, on a free loopback port; yields its URL."""
-    from ctqa.app import launch_options
-
-    port = free_port()
-    app.launch(
-        server_name="127.0.0.1",
-        server_port=port,
-        prevent_thread_lock=True,
-        quiet=True,
-        **launch_options(bot),
-    )
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        app.close()
 
 
 @pytest.fixture
@@ -183,7 +163,7 @@ def test_several_statements_can_be_filtered(bot, corpus, tmp_path):
     from ctqa.app import build_app
 
     two = Bot(corpus, tmp_path / "index", settings=bot.settings, encoder=bot.retriever.encoder)
-    with running(build_app(two), two) as url:
+    with serving(build_app(two), two) as url:
         client = Client(url, verbose=False)
         shown = _props(client, "filter")
         assert shown["visible"] is True and len(shown["choices"]) == 2

@@ -222,3 +222,10 @@ def test_answers_during_rebuilds_each_cite_one_generation(tmp_path, fake_encoder
         thread.join(timeout=120)
     assert not failures, failures
     assert len(set(seen)) >= 3 and seen[-1] == last
+
+
+def test_chat_message_parts_that_are_not_text_are_skipped():
+    history = [
+        {"role": "user", "content": [{"type": "text", "text": 5}, {"text": None}, "Who led?"]}
+    ]
+    assert user_turns(history, 50, 1000) == ["Who led?"]

@@ -4,12 +4,11 @@ server. Each test saves a screenshot under test-output/ for a person to look at.
 import json
 import statistics
 import time
-from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import ROOT, free_port, require
+from conftest import ROOT, require, serving
 
 pytestmark = [
     pytest.mark.slow,
@@ -40,29 +39,16 @@ def feedback_file(tmp_path_factory):
 def server(feedback_file):
     from ctqa import Bot, Settings
 
-    with serving(Bot(settings=Settings.from_env(feedback_file=feedback_file))) as url:
+    with serving_chat(Bot(settings=Settings.from_env(feedback_file=feedback_file))) as url:
         yield url
 
 
-@contextmanager
-def serving(bot, app=None):
-    """The chat over `bot` (or `app`), served as `ctqa serve` serves it on a free loopback
-    port; yields its URL."""
-    from ctqa.app import build_app, launch_options
+def serving_chat(bot, app=None):
+    """The chat over `bot` (or `app`), served as `ctqa serve` serves it; a context manager
+    yielding its URL."""
+    from ctqa.app import build_app
 
-    app = app or build_app(bot)
-    port = free_port()
-    app.launch(
-        server_name="127.0.0.1",
-        server_port=port,
-        prevent_thread_lock=True,
-        quiet=True,
-        **launch_options(bot),
-    )
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        app.close()
+    return serving(app or build_app(bot), bot)
 
 
 @pytest.fixture(scope="module")
@@ -345,7 +331,9 @@ def hostile_server(tmp_path_factory, feedback_file):
         encoding="utf-8",
     )
     settings = Settings.from_env(feedback_file=feedback_file)
-    with serving(Bot(corpus, folder / "index", settings=settings, log=lambda msg: None)) as url:
+    with serving_chat(
+        Bot(corpus, folder / "index", settings=settings, log=lambda msg: None)
+    ) as url:
         yield url
 
 
@@ -401,7 +389,7 @@ def test_a_full_queue_tells_the_visitor_the_app_is_busy(browser, fake_bot):
 
     fake_bot.answer = held
     app = build_app(fake_bot, queue_size=1, concurrency=1)
-    with serving(fake_bot, app) as url:
+    with serving_chat(fake_bot, app) as url:
         page = browser.new_page(viewport=LAPTOP)
         watched = Watched(page)
         page.goto(url)

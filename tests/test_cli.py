@@ -108,8 +108,8 @@ def test_serve_defaults_match_the_app():
     from ctqa import app, cli
 
     assert (cli.QUEUE_SIZE, cli.CONCURRENCY) == (app.QUEUE_SIZE, app.CONCURRENCY)
-    assert all(cli._loopback(h) for h in ("127.0.0.1", "::1", "localhost"))
-    assert not any(cli._loopback(h) for h in ("0.0.0.0", "::", "10.0.0.1", "example.com"))
+    assert all(cli.is_loopback_host(h) for h in ("127.0.0.1", "::1", "localhost"))
+    assert not any(cli.is_loopback_host(h) for h in ("0.0.0.0", "::", "10.0.0.1", "example.com"))
 
 
 def test_index_check_reports_the_committed_index_fresh():

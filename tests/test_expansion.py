@@ -27,8 +27,10 @@ def test_an_acronym_the_corpus_writes_is_left_alone():
 def test_a_lowercase_phrase_is_found_only_in_the_nearby_passages():
     plain = expander().expand("CFT cooperation")
     assert plain.acronyms == {}
+    assert plain.unresolved == ("CFT",)
     wider = expander().expand("CFT cooperation", nearby=TEXTS)
     assert wider.acronyms == {"CFT": "combating financing of terrorism"}
+    assert wider.unresolved == ()
 
 
 def test_a_common_word_is_not_taken_for_an_acronym():

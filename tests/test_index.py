@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, SEED, SEEDS, FakeEncoder, require
+from conftest import ROOT, SEED, SEEDS, FakeEncoder, index_answers, require
 
 from ctqa import Bot
 from ctqa.config import MODEL_DIM, MODEL_NAME, MODEL_WEIGHTS_SHA256, PROJECT_ROOT, Settings
@@ -31,18 +31,10 @@ from ctqa.index import (
     load_index,
     manifest_checksum,
 )
-from ctqa.retrieval import Retriever
 
 COUNT = token_counter()
 SETTINGS = Settings()
 ANSWER_ALL = Settings(abstain_below=0.0)  # these tests are about the index, not abstention
-QUESTIONS = [
-    "Who led the Indian delegation?",
-    "Where was the meeting held?",
-    "Which terrorist groups were named?",
-    "When will the satellite launch?",
-    "Who builds the payload?",
-]
 INDEX_FILES = [
     "documents.json",
     "lexical/data.csc.index.npy",
@@ -73,17 +65,6 @@ def expected(encoder, settings=SETTINGS):
 
 def build(corpus, index_dir, encoder, count=COUNT, settings=SETTINGS):
     return build_index(corpus, index_dir, encoder, settings, count)
-
-
-def answers(index_dir, encoder=None):
-    """The fixed questions' hits on the current generation: (doc, start, end, score)."""
-    encoder = encoder or FakeEncoder()
-    index = load_index(index_dir, expected(encoder))
-    retriever = Retriever(index, encoder, SETTINGS)
-    return [
-        [(h.passage.doc_id, h.passage.start, h.passage.end, round(h.score, 5)) for h in hits]
-        for hits in (retriever.search(q, 3).hits for q in QUESTIONS)
-    ]
 
 
 def reseal(generation):
@@ -332,7 +313,7 @@ def test_missing_index_says_how_to_build_one(tmp_path):
 def test_damage_is_rebuilt_when_the_corpus_is_at_hand(corpus, tmp_path, tamper):
     ix = tmp_path / "ix"
     generation = build(corpus, ix, FakeEncoder())
-    before = answers(ix)
+    before = index_answers(ix)
     if tamper == "format":
         edit_manifest(generation, lambda m: m.update(format_version=99))
         reseal(generation)
@@ -343,7 +324,7 @@ def test_damage_is_rebuilt_when_the_corpus_is_at_hand(corpus, tmp_path, tamper):
     bot.answer("Where was the meeting held?")
     assert logged and logged[0].startswith(f"Indexing {corpus} (")
     assert current_generation(ix) != generation
-    assert answers(ix) == before
+    assert index_answers(ix) == before
 
 
 def test_no_padding_label_becomes_a_citation(tmp_path, fake_encoder):
@@ -539,7 +520,7 @@ def test_a_full_disk_at_every_point_of_the_write_fails_clearly(corpus, small_dis
     for leave in range(0, 72 * 1024, 4096):
         ix = small_disk / "ix"
         good = build(corpus, ix, FakeEncoder())
-        before = before or answers(ix)
+        before = before or index_answers(ix)
         filler = fill(small_disk, leave)
         try:
             build(changed, ix, FakeEncoder())
@@ -548,7 +529,7 @@ def test_a_full_disk_at_every_point_of_the_write_fails_clearly(corpus, small_dis
             message = str(exc)
             assert "the disk is full (No space left on device); free disk space" in message
             assert message.endswith("the previous index is still in use.")
-            assert current_generation(ix) == good and answers(ix) == before
+            assert current_generation(ix) == good and index_answers(ix) == before
             assert visible(ix) == sorted([CURRENT, good.name])  # nothing half-written is left
             outcomes.append("full")
         filler.unlink()
@@ -561,13 +542,13 @@ def test_a_full_disk_at_every_point_of_the_write_fails_clearly(corpus, small_dis
 def test_a_full_disk_leaves_the_bot_answering_from_the_previous_index(corpus, small_disk):
     ix = small_disk / "ix"
     good = build(corpus, ix, FakeEncoder())
-    before = answers(ix)
+    before = index_answers(ix)
     (corpus / "space-cooperation.txt").write_text("The launch moved to 2026.", encoding="utf-8")
     filler = fill(small_disk, 0)
     logged = []
     bot = Bot(corpus, ix, encoder=FakeEncoder(), settings=ANSWER_ALL, log=logged.append)
     assert bot.answer("Who led the Indian delegation?").citations
-    assert current_generation(ix) == good and answers(ix) == before
+    assert current_generation(ix) == good and index_answers(ix) == before
     assert "the disk is full" in logged[-1] and "statement changed: space-cooperation" in logged[-1]
     filler.unlink()
 
@@ -637,7 +618,7 @@ def test_real_incremental_build_equals_a_full_build(corpus, tmp_path, real_encod
         assert left.reconstruct_n(0, left.ntotal) == pytest.approx(
             right.reconstruct_n(0, right.ntotal), abs=1e-5
         )
-    assert answers(ix, real_encoder) == answers(full, real_encoder)
+    assert index_answers(ix, real_encoder) == index_answers(full, real_encoder)
     same_dim = OtherWeights()
     same_dim.name, same_dim.dim = MODEL_NAME, MODEL_DIM
     with pytest.raises(IndexOutdated, match="weights 53aa51172d14…, 384 dimensions\\), not"):

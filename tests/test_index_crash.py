@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import FakeEncoder
+from conftest import FakeEncoder, index_answers
 
 from ctqa.config import Settings
 from ctqa.encoder import token_counter
@@ -38,30 +38,11 @@ from ctqa.index import (
 )
 
 SETTINGS = Settings()
-QUESTIONS = [
-    "Who led the Indian delegation?",
-    "Where was the meeting held?",
-    "Which terrorist groups were named?",
-    "When will the satellite launch?",
-    "Who builds the payload?",
-]
 WRITE_MODES = set("wax+")
 
 
 def expected(encoder):
     return index_settings(SETTINGS, encoder.name, encoder.weights_sha256, encoder.dim)
-
-
-def answers(index_dir, encoder=None) -> list:
-    """Hits of the fixed questions on the current generation: (doc, start, end, score)."""
-    from ctqa.retrieval import Retriever
-
-    encoder = encoder or FakeEncoder()
-    retriever = Retriever(load_index(index_dir, expected(encoder)), encoder, SETTINGS)
-    return [
-        [(h.passage.doc_id, h.passage.start, h.passage.end, round(h.score, 5)) for h in hits]
-        for hits in (retriever.search(q, 3).hits for q in QUESTIONS)
-    ]
 
 
 def debris(index_dir: Path) -> list[str]:
@@ -188,8 +169,8 @@ def killed_builds(corpus, tmp_path):
         "folders": killed,
         "changed": changed,
         "old": old.name,
-        "before": answers(template),
-        "after": answers(after_dir),
+        "before": index_answers(template),
+        "after": index_answers(after_dir),
     }
 
 
@@ -201,13 +182,13 @@ def test_a_build_killed_at_any_step_leaves_a_working_index(killed_builds):
     for folder in k["folders"]:
         generation = current_generation(folder)
         if generation.name == k["old"]:
-            assert answers(folder) == k["before"], folder.name
+            assert index_answers(folder) == k["before"], folder.name
             assert check_status(folder, k["changed"], expected(FakeEncoder())).state == "stale"
         else:
             switched += 1  # killed after the switch: the new generation, complete
-            assert answers(folder) == k["after"], folder.name
+            assert index_answers(folder) == k["after"], folder.name
         build_index(k["changed"], folder, FakeEncoder(), SETTINGS, token_counter())
-        assert answers(folder) == k["after"], folder.name
+        assert index_answers(folder) == k["after"], folder.name
         assert debris(folder) == [], folder.name
         assert len(generations(folder)) == 2, folder.name
     assert 0 < switched < len(k["folders"])  # kills landed both before and after the switch
@@ -242,11 +223,11 @@ def test_the_real_index_command_killed_mid_build(corpus, tmp_path, real_encoder)
     cmd = [sys.executable, "-m", "ctqa", "index", "--corpus", str(corpus), "--index", str(ix)]
     assert subprocess.run(cmd, capture_output=True, timeout=600).returncode == 0
     old = current_generation(ix)
-    before = answers(ix, real_encoder)
+    before = index_answers(ix, real_encoder)
     write_space(corpus, "Engineers in Toulouse will launch the satellite payload in 2027.")
     after_dir = tmp_path / "after"
     build_index(corpus, after_dir, real_encoder, SETTINGS, token_counter())
-    after = answers(after_dir, real_encoder)
+    after = index_answers(after_dir, real_encoder)
     assert before != after
     started = time.monotonic()
     points = {
@@ -262,12 +243,12 @@ def test_the_real_index_command_killed_mid_build(corpus, tmp_path, real_encoder)
         process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         outcomes[point] = _kill_when(process, ready)
         in_use = current_generation(ix)
-        assert answers(ix, real_encoder) == (before if in_use == old else after), point
+        assert index_answers(ix, real_encoder) == (before if in_use == old else after), point
     print(f"real `ctqa index` runs: {outcomes}")
     assert outcomes["while loading the model"] == "killed", outcomes
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
-    assert answers(ix, real_encoder) == after and debris(ix) == []
+    assert index_answers(ix, real_encoder) == after and debris(ix) == []
     check = subprocess.run([*cmd, "--check"], capture_output=True, text=True, timeout=600)
     assert check.returncode == 0, check.stdout
 

@@ -14,12 +14,11 @@ import subprocess
 import sys
 import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
-from conftest import ROOT, free_port, require
+from conftest import ROOT, free_port, require, serving
 from gradio_client import Client
 
 pytestmark = [
@@ -33,25 +32,6 @@ REFUSED = "**Cannot ask that:**"
 
 def connect(url: str, **kwargs) -> Client:
     return Client(url, verbose=False, analytics_enabled=False, download_files=False, **kwargs)
-
-
-@contextmanager
-def serving(app, bot, auth=None):
-    """`app` served as `ctqa serve` serves it, on a free loopback port; yields its URL."""
-    from ctqa.app import launch_options
-
-    port = free_port()
-    app.launch(
-        server_name="127.0.0.1",
-        server_port=port,
-        prevent_thread_lock=True,
-        quiet=True,
-        **launch_options(bot, auth),
-    )
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        app.close()
 
 
 @pytest.fixture(scope="module")

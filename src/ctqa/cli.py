@@ -110,7 +110,7 @@ def cmd_serve(args) -> int:
     from .app import read_auth_file, serve
 
     auth = read_auth_file(args.auth_file) if args.auth_file else None
-    if not _loopback(args.host):
+    if not is_loopback_host(args.host):
         login = "a login is required" if auth else "anyone who reaches it can ask, no login"
         print(
             f"ctqa: warning: serving on {args.host}: the chat is open to other machines ({login}).",
@@ -130,7 +130,12 @@ def cmd_serve(args) -> int:
     return 0
 
 
-def _loopback(host: str) -> bool:
+def is_loopback_host(host: str) -> bool:
+    """Whether `host` (a name or an address) is this machine.
+
+    >>> is_loopback_host("127.0.0.1"), is_loopback_host("::1"), is_loopback_host("example.com")
+    (True, True, False)
+    """
     import ipaddress
 
     if host == "localhost":

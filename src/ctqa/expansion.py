@@ -17,14 +17,13 @@ from __future__ import annotations
 import itertools
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Set
 from dataclasses import dataclass, field
 
 from .lexical import APOSTROPHES, WORD, _stopwords, fold
 
-# A word inside a name: letters, possibly with an in-word apostrophe already removed.
-NAME_WORD = re.compile(r"[^\W\d_]+")
-QUERY_WORD = re.compile(r"[^\W\d_]+")
+# A word of letters only (in-word apostrophes are removed before matching names).
+LETTERS = re.compile(r"[^\W\d_]+")
 CONNECTOR_MAX = 3  # short lowercase words that may sit inside a name: "e", "ul", "of", "al"
 LONGEST_NAME = 6  # words
 MIN_FUZZY_LENGTH = 5
@@ -37,6 +36,7 @@ class Expansion:
     text: str
     acronyms: dict[str, str] = field(default_factory=dict)  # "JWG" -> "Joint Working Group"
     corrections: dict[str, str] = field(default_factory=dict)  # folded word -> corpus word
+    unresolved: tuple[str, ...] = ()  # acronym-like words no name or phrase was found for
 
     def lexical_text(self) -> str:
         """`text` with misspelled words replaced by the corpus's spelling."""
@@ -46,14 +46,14 @@ class Expansion:
 class QueryExpander:
     """Knows the corpus's words and the names whose initials make an acronym."""
 
-    def __init__(self, words: set[str], names: dict[str, str], model_words: set[str]):
+    def __init__(self, words: set[str], names: dict[str, str], model_words: Set[str]):
         self.words = words
         self.names = names
         self.model_words = model_words
         self._word_list = sorted(words)
 
     @classmethod
-    def build(cls, texts: Iterable[str], model_words: set[str]) -> QueryExpander:
+    def build(cls, texts: Iterable[str], model_words: Set[str]) -> QueryExpander:
         """From the passages' texts and the encoder's whole-word vocabulary."""
         words: set[str] = set()
         counts: dict[str, Counter[str]] = defaultdict(Counter)
@@ -73,19 +73,22 @@ class QueryExpander:
         """
         nearby = list(nearby)
         acronyms: dict[str, str] = {}
+        unresolved = []
         for token in self.unknown_acronyms(query):
             name = self.names.get(token.lower()) or _phrase_in(nearby, token.lower())
             if name:
                 acronyms[token] = name
+            else:
+                unresolved.append(token)
         text = query
         for token, name in acronyms.items():
             text = re.sub(rf"\b{re.escape(token)}\b", f"{name} ({token})", text)
-        return Expansion(text, acronyms, self._corrections(query))
+        return Expansion(text, acronyms, self._corrections(query), tuple(unresolved))
 
     def unknown_acronyms(self, query: str) -> list[str]:
         """Words of `query` that look like acronyms the corpus never writes as such."""
         found = []
-        for match in QUERY_WORD.finditer(query):
+        for match in LETTERS.finditer(query):
             token = match.group()
             key = token.lower()
             if not 2 <= len(token) <= LONGEST_NAME or key in self.words or token in found:
@@ -115,7 +118,7 @@ def _phrase_in(texts: list[str], key: str) -> str | None:
     """The first run of words in `texts` whose initials, stopwords skipped or not, are `key`."""
     stop = _stopwords()
     for text in map(APOSTROPHES.sub, itertools.repeat(""), texts):
-        words = list(NAME_WORD.finditer(text))
+        words = list(LETTERS.finditer(text))
         for i in range(len(words)):
             if words[i].group()[0].lower() != key[0] or words[i].group().lower() in stop:
                 continue
@@ -163,7 +166,7 @@ def _capitalised_runs(text: str) -> list[list[re.Match]]:
     """Runs of adjacent words (space or hyphen apart) that are capitalised or short connectors."""
     runs: list[list[re.Match]] = []
     current: list[re.Match] = []
-    for match in NAME_WORD.finditer(text):
+    for match in LETTERS.finditer(text):
         word = match.group()
         fits = word[0].isupper() or (word.islower() and len(word) <= CONNECTOR_MAX)
         adjacent = bool(current) and text[current[-1].end() : match.start()] in (" ", "-")

@@ -18,6 +18,7 @@ the first passage: its parts mean the same for every question, so one threshold 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -70,7 +71,7 @@ class Retriever:
         index = self.index
         expansion = self.expander.expand(query)
         vector, wanted, bm25, rows = self._first_pass(expansion)
-        if len(expansion.acronyms) < len(self.expander.unknown_acronyms(query)):
+        if expansion.unresolved:
             # An acronym the corpus only writes out in lowercase: look for it in what was found.
             nearby = [index.passages[r].text for r in rows]
             wider = self.expander.expand(query, nearby)
@@ -198,11 +199,12 @@ class Retriever:
         return passage.sentences[int(np.argmax(scores))]
 
 
-def _model_words() -> set[str]:
+@lru_cache(maxsize=1)
+def _model_words() -> frozenset[str]:
     """Whole words the encoder knows (its WordPiece vocabulary without the `##` pieces)."""
     from .encoder import load_tokenizer
 
-    return {w for w in load_tokenizer().get_vocab() if w.isalpha()}
+    return frozenset(w for w in load_tokenizer().get_vocab() if w.isalpha())
 
 
 def _rrf(values: np.ndarray) -> np.ndarray:
