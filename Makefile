@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.installed-bench
 export GRADIO_ANALYTICS_ENABLED := False
 export HF_HUB_OFFLINE := 1
 
@@ -18,6 +19,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
 index: $(STAMP)
 	$(BIN)/ctqa index
 
@@ -30,7 +35,7 @@ test: index
 eval: index
 	$(BIN)/ctqa eval --set all
 
-bench: index
+bench: index $(BENCH_STAMP)
 	$(BIN)/python eval/bench.py
 
 bench-index: $(STAMP)

@@ -92,13 +92,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def machine_note() -> str:
+    import onnxruntime
     import torch
 
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     return (
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load average "
         f"{load}; Python {platform.python_version()}, torch {torch.__version__} "
-        f"({torch.get_num_threads()} threads)"
+        f"({torch.get_num_threads()} threads), onnxruntime {onnxruntime.__version__}"
     )
 
 
@@ -107,6 +108,7 @@ def run(args: argparse.Namespace) -> Report:
     from bench_query import statement_questions
 
     from ctqa import Bot
+    from ctqa.encoder import load_encoder
 
     plan = QUICK if args.quick else FULL
     only = args.only.split(",")
@@ -116,17 +118,19 @@ def run(args: argparse.Namespace) -> Report:
     with tempfile.TemporaryDirectory(prefix="ctqa-bench-") as tmp:
         index = statement_index(Path(tmp))
         bot = Bot(corpus=ROOT / "seeds", index=index, log=lambda m: print(m, file=sys.stderr))
-        encoder = bot.retriever.encoder
+        encoder = bot.retriever.encoder  # the default backend (ONNX Runtime unless it fell back)
         settings = bot.settings
+        # the baseline of every "bare encode": sentence-transformers on PyTorch
+        torch_encoder = load_encoder(settings.threads, backend="torch")
         report.notes.append("start: " + machine_note())
         if "warm" in only:
             from bench_query import warm_and_peer
 
-            warm_and_peer(report, bot, questions, plan.rounds)
+            warm_and_peer(report, bot, questions, plan.rounds, baseline=torch_encoder)
         if "onnx" in only:
             from bench_query import onnx_section
 
-            onnx_section(report, encoder, settings.threads, questions, plan.rounds)
+            onnx_section(report, torch_encoder, settings.threads, questions, plan.rounds)
         if "threads" in only:
             from bench_threads import threads_section
 
@@ -134,11 +138,11 @@ def run(args: argparse.Namespace) -> Report:
         if "build" in only:
             from bench_build import build_section
 
-            build_section(report, encoder, settings, plan.build_rounds)
+            build_section(report, encoder, settings, plan.build_rounds, baseline=torch_encoder)
         if "cold" in only:
             from bench_cold import cold_section
 
-            cold_section(report, plan.cold_runs, index, encoder)
+            cold_section(report, plan.cold_runs, index)
         if "scale" in only:
             from bench_scale import scale_section
 

@@ -75,47 +75,39 @@ def check_help() -> HelpCheck:
     return HelpCheck(heavy, median(walls) * 1000)
 
 
-def wall(cmd: list[str], cwd: Path = ROOT) -> float:
+def wall(cmd: list[str], cwd: Path = ROOT, env: dict[str, str] | None = None) -> float:
     """Seconds from start to exit of a process; it must succeed."""
     started = time.perf_counter()
-    subprocess.run(cmd, cwd=cwd, env=child_env(), check=True, capture_output=True)
+    subprocess.run(
+        cmd, cwd=cwd, env={**child_env(), **(env or {})}, check=True, capture_output=True
+    )
     return time.perf_counter() - started
 
 
-def ask_vs_bare(
-    runs: int, index: Path, onnx_model: Path | None = None
-) -> tuple[list[float], list[float], list[float]]:
-    """Whole-process seconds of `ctqa ask` (over seeds/ and `index`), of the bare script and,
-    given an exported model, of the same question on ONNX Runtime; taking turns."""
+def ask_vs_bare(runs: int, index: Path) -> dict[str, list[float]]:
+    """Whole-process seconds of `ctqa ask` (over seeds/ and `index`) on the default backend and
+    on PyTorch, and of the bare script; taking turns."""
     from ctqa.encoder import model_dir
 
     with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as handle:
         handle.write(BARE_SCRIPT.format(question=QUESTION))
+    ask = [*ctqa_command(), "ask", QUESTION, *corpus_args(index)]
     commands = {
-        "ctqa": [*ctqa_command(), "ask", QUESTION, *corpus_args(index)],
-        "bare": [sys.executable, handle.name, str(model_dir())],
+        "ctqa": (ask, {}),
+        "ctqa torch": (ask, {"CTQA_ENCODER_BACKEND": "torch"}),
+        "bare": ([sys.executable, handle.name, str(model_dir())], {}),
     }
-    if onnx_model is not None:
-        script = Path(__file__).with_name("bench_onnx.py")
-        commands["onnx"] = [
-            sys.executable,
-            str(script),
-            str(onnx_model),
-            QUESTION,
-            str(ROOT / "seeds"),
-            str(index),
-        ]
     times: dict[str, list[float]] = {name: [] for name in commands}
     try:
-        for cmd in commands.values():
-            wall(cmd)  # file caches and bytecode, as after any first run
+        for cmd, env in commands.values():
+            wall(cmd, env=env)  # file caches, bytecode and the ONNX export, as after a first run
         names = list(commands)
         for i in range(runs):
             for name in names[i % len(names) :] + names[: i % len(names)]:
-                times[name].append(wall(commands[name]))
+                times[name].append(wall(commands[name][0], env=commands[name][1]))
     finally:
         os.unlink(handle.name)
-    return times["ctqa"], times["bare"], times.get("onnx", [])
+    return times
 
 
 def corpus_args(index: Path) -> list[str]:
@@ -177,21 +169,8 @@ def stop(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
-def exported_model(encoder, folder: Path) -> Path | None:
-    """The encoder exported to ONNX in `folder`, or None without onnx and onnxruntime."""
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return None
-    from bench_onnx import export_onnx
-
-    return export_onnx(encoder, folder / "model.onnx")
-
-
-def cold_section(report: Report, runs: int, index: Path, encoder=None) -> None:
-    """Section 3, over seeds/ and a copy of its index at `index` (embeddings/ is left alone).
-    Given the loaded encoder, also `ctqa ask` as it would be on ONNX Runtime."""
+def cold_section(report: Report, runs: int, index: Path) -> None:
+    """Section 3, over seeds/ and a copy of its index at `index` (embeddings/ is left alone)."""
     help_check = check_help()
     report.add(
         Row(
@@ -204,31 +183,19 @@ def cold_section(report: Report, runs: int, index: Path, encoder=None) -> None:
             not help_check.heavy,
         )
     )
-    with tempfile.TemporaryDirectory(prefix="ctqa-bench-cold-") as tmp:
-        model = exported_model(encoder, Path(tmp)) if encoder is not None else None
-        ctqa_times, bare_times, onnx_times = ask_vs_bare(runs, index, model)
-    r = ratio(median(ctqa_times), median(bare_times))
-    report.add(
-        Row(
-            "3 cold start",
-            f'`ctqa ask "..."` whole process, median of {runs}',
-            f"{median(ctqa_times):.2f} s",
-            f"bare import + load + encode {median(bare_times):.2f} s",
-            r,
-            "<= 1.3",
-            r <= 1.3,
-        )
-    )
-    if onnx_times:
+    times = ask_vs_bare(runs, index)
+    bare = median(times["bare"])
+    for name, label in (("ctqa", "default backend"), ("ctqa torch", "CTQA_ENCODER_BACKEND=torch")):
+        r = ratio(median(times[name]), bare)
         report.add(
             Row(
                 "3 cold start",
-                "same question, whole process, on ONNX Runtime (prototype: no torch import)",
-                f"{median(onnx_times):.2f} s",
-                f"bare import + load + encode {median(bare_times):.2f} s",
-                ratio(median(onnx_times), median(bare_times)),
+                f'`ctqa ask "..."` whole process, {label}, median of {runs}',
+                f"{median(times[name]):.2f} s",
+                f"bare import + load + encode {bare:.2f} s",
+                r,
                 "<= 1.3",
-                median(onnx_times) <= 1.3 * median(bare_times),
+                r <= 1.3,
             )
         )
     answered, up = serve_first_answer(index)
@@ -237,16 +204,16 @@ def cold_section(report: Report, runs: int, index: Path, encoder=None) -> None:
             "3 cold start",
             "`ctqa serve`: start to first answer served (/chat API)",
             f"{answered:.2f} s (HTTP up at {up:.2f} s)",
-            f"bare import + load + encode {median(bare_times):.2f} s",
-            ratio(answered, median(bare_times)),
+            f"bare import + load + encode {bare:.2f} s",
+            ratio(answered, bare),
         )
     )
     report.details["cold"] = {
         "help_heavy_imports": help_check.heavy,
         "help_wall_ms": help_check.wall_ms,
-        "ask_s": ctqa_times,
-        "bare_s": bare_times,
-        "onnx_ask_s": onnx_times,
+        "ask_s": times["ctqa"],
+        "ask_torch_s": times["ctqa torch"],
+        "bare_s": times["bare"],
         "serve_first_answer_s": answered,
         "serve_http_up_s": up,
     }

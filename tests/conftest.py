@@ -60,10 +60,22 @@ class FakeEncoder:
         return [t for call in self.calls for t in call]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def model_cache(tmp_path_factory):
+    """One ONNX export of the bundled model for the whole session (made by the first test that
+    loads the real encoder, about 10 s), outside the user's cache; set before any fixture of
+    any scope loads the encoder."""
+    folder = tmp_path_factory.mktemp("models")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CTQA_MODEL_CACHE", str(folder))
+        yield folder
+
+
 @pytest.fixture(autouse=True)
-def _isolated(tmp_path_factory, monkeypatch):
+def _isolated(tmp_path_factory, monkeypatch, model_cache):
     """No test writes to the user's cache; Gradio analytics stay off."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+    monkeypatch.setenv("CTQA_MODEL_CACHE", str(model_cache))
     monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 

@@ -305,7 +305,9 @@ class Bot:
                 from .retrieval import Retriever
 
                 if self._encoder is None:
-                    self._encoder = load_encoder(self.settings.threads)
+                    self._encoder = load_encoder(
+                        self.settings.threads, backend=self.settings.encoder_backend, log=self._log
+                    )
                 index = ensure_index(
                     self.corpus,
                     self.index_dir,

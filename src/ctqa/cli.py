@@ -70,7 +70,7 @@ def cmd_index(args) -> int:
     bot = _bot(args)
     if bot.corpus is None:
         raise CtqaError("--index alone cannot be built: pass --corpus DIR with the statements.")
-    encoder = load_encoder(bot.settings.threads)
+    encoder = load_encoder(bot.settings.threads, backend=bot.settings.encoder_backend)
     expected = index_settings(bot.settings, encoder.name, encoder.weights_sha256, encoder.dim)
     status = check_status(bot.index_dir, bot.corpus, expected)
     if args.check:

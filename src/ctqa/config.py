@@ -56,7 +56,11 @@ class Settings:
             / "feedback.jsonl"
         )
     )
+    # Threads of the encoder (ONNX Runtime or torch) and of FAISS; on a small machine all of
+    # its cores, up to 4 (MiniLM on one question gains nothing past that).
     threads: int = field(default_factory=lambda: max(1, min(os.cpu_count() or 1, 4)))
+    # "auto": ONNX Runtime, with PyTorch as the fallback; "onnx" or "torch" to force one.
+    encoder_backend: str = "auto"
 
     @classmethod
     def from_env(cls, **overrides) -> Settings:
@@ -82,3 +86,12 @@ class Settings:
             if key in values:
                 values[key] = Path(values[key])
         return dataclasses.replace(cls(), **values)
+
+
+def passive_openmp() -> None:
+    """Let OpenMP's idle threads sleep instead of spinning, unless the user chose otherwise.
+
+    torch and FAISS spin by default; on a busy 2-core machine that made encoding ~20x slower
+    (README, Benchmarks: threads). OpenMP reads it once, so call this before importing either.
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

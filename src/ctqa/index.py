@@ -40,7 +40,7 @@ from typing import Generic, TypeVar
 import numpy as np
 
 from .chunking import SPLITTER_NAME, UNITS_NAME, Passage, Span, chunk_document
-from .config import Settings
+from .config import Settings, passive_openmp
 from .corpus import Document, file_sha256, load_corpus, statement_paths
 from .errors import IndexProblem
 from .lexical import LEXICAL_SETTINGS, LexicalIndex
@@ -339,6 +339,7 @@ def _read_passages(generation: Path) -> tuple[dict[str, Document], list[Passage]
 
 
 def _read_vectors(path: Path):
+    passive_openmp()
     import faiss
 
     vectors = faiss.read_index(str(path))
@@ -655,6 +656,7 @@ def _write_synced(path: Path, data: bytes) -> None:
 
 
 def _write_generation(folder: Path, documents, contents: _Contents, shaping, corpus_dir) -> None:
+    passive_openmp()
     import faiss
 
     passages = contents.passages

@@ -64,6 +64,9 @@ class Retriever:
         self.index = index
         self.encoder = encoder
         self.settings = settings
+        import faiss  # loaded with the index already
+
+        faiss.omp_set_num_threads(settings.threads)
         self.expander = QueryExpander.build((p.text for p in index.passages), _model_words())
 
     def search(self, query: str, k: int = 3, doc_ids: set[str] | None = None) -> Ranking:
