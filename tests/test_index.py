@@ -239,7 +239,7 @@ def _fewer_passages_in_manifest(generation):
         (_drop_last_passage_vector, "10 passages, 9 passage vectors, 10 in the manifest"),
         (_fewer_passages_in_manifest, "10 passages, 10 passage vectors, 9 in the manifest"),
         (_narrow_units, "vectors of 64 and 32 dimensions, not 64"),
-        (_l2_units, "not a flat inner-product index"),
+        (_l2_units, "not a flat or IVF inner-product index"),
         (_passage_past_the_text, "offsets fall outside its statement"),
     ],
 )

@@ -42,13 +42,13 @@ import numpy as np
 from .chunking import SPLITTER_NAME, UNITS_NAME, Passage, Span, chunk_document
 from .config import Settings, passive_openmp
 from .corpus import Document, file_sha256, load_corpus, statement_paths
-from .errors import IndexProblem
+from .errors import CtqaError, IndexProblem
 from .lexical import LEXICAL_SETTINGS, LexicalIndex
 
 FORMAT_VERSION = 1
 CURRENT = "CURRENT"
 # The manifest keys that shape an index's content (see `index_settings`).
-SHAPING_KEYS = ("format_version", "model", "chunking", "lexical")
+SHAPING_KEYS = ("format_version", "model", "chunking", "lexical", "vectors")
 REBUILD = "rebuild with `ctqa index`"
 
 
@@ -102,7 +102,50 @@ def index_settings(settings: Settings, model_name: str, weights_sha256: str, dim
             "units": UNITS_NAME,
         },
         "lexical": LEXICAL_SETTINGS,
+        "vectors": {"index": settings.vector_index, "ivf_from": settings.ivf_from},
     }
+
+
+VECTOR_INDEXES = ("auto", "flat", "ivf")
+
+
+def vector_index(matrix: np.ndarray, how: dict):
+    """A FAISS inner-product index over the rows of `matrix`: exact (flat), or IVF as `how`
+    (an index's "vectors" setting) asks. IVF keeps a direct map, to reconstruct rows by number.
+
+    >>> rows = np.eye(4, dtype=np.float32)
+    >>> type(vector_index(rows, {"index": "auto", "ivf_from": 50_000})).__name__
+    'IndexFlatIP'
+    """
+    passive_openmp()
+    import faiss
+
+    n, dim = matrix.shape
+    kind = how.get("index", "flat")
+    if kind not in VECTOR_INDEXES:
+        raise CtqaError(f"unknown vector index {kind!r}; use one of {', '.join(VECTOR_INDEXES)}.")
+    if kind == "auto":
+        kind = "ivf" if n >= how.get("ivf_from", 50_000) else "flat"
+    # k-means wants about 39 points a cell; fewer than 2 cells is a flat index with extra steps
+    cells = int(min(4096, 4 * np.sqrt(n), n // 39))
+    if kind == "flat" or cells < 2:
+        flat = faiss.IndexFlatIP(dim)
+        flat.add(matrix)
+        return flat
+    quantizer = faiss.IndexFlatIP(dim)
+    ivf = faiss.IndexIVFFlat(quantizer, dim, cells, faiss.METRIC_INNER_PRODUCT)
+    sample = np.random.default_rng(0).choice(n, size=min(n, 64 * cells), replace=False)
+    ivf.train(matrix[np.sort(sample)])
+    ivf.add(matrix)
+    ivf.make_direct_map()
+    return ivf
+
+
+def search_params(vectors, nprobe: int):
+    """FAISS search parameters: how many cells an IVF index searches (None for flat)."""
+    import faiss
+
+    return faiss.SearchParametersIVF(nprobe=nprobe) if isinstance(vectors, faiss.IndexIVF) else None
 
 
 # ---- reading ---------------------------------------------------------------------------------
@@ -344,10 +387,13 @@ def _read_vectors(path: Path):
 
     vectors = faiss.read_index(str(path))
     if (
-        not isinstance(vectors, faiss.IndexFlat)
+        not isinstance(vectors, faiss.IndexFlat | faiss.IndexIVFFlat)
         or vectors.metric_type != faiss.METRIC_INNER_PRODUCT
+        or not vectors.is_trained
     ):
-        raise ValueError(f"{path.name} is not a flat inner-product index")
+        raise ValueError(f"{path.name} is not a flat or IVF inner-product index")
+    if isinstance(vectors, faiss.IndexIVF) and vectors.direct_map.type == faiss.DirectMap.NoMap:
+        vectors.make_direct_map()
     return vectors
 
 
@@ -529,7 +575,8 @@ def _reusable(index_dir: Path, shaping: dict) -> dict[str, tuple]:
     """Passages and vectors of the current generation by statement sha256, when it loads and
     was built with the same settings; otherwise nothing is reused."""
     try:
-        old = load_index(index_dir, shaping)
+        # how vectors are searched (flat or IVF) does not change them: they are reused
+        old = load_index(index_dir, {k: v for k, v in shaping.items() if k != "vectors"})
     except IndexProblem:
         return {}
     p_all = old.passage_vectors.reconstruct_n(0, old.passage_vectors.ntotal)
@@ -647,7 +694,7 @@ def _write_failure(index_dir: Path, exc: OSError, previous: object) -> str:
     )
 
 
-def _write_synced(path: Path, data: bytes) -> None:
+def _write_synced(path: Path, data: bytes | memoryview) -> None:
     """Write a file and flush it to disk; every write error surfaces as `OSError`."""
     with open(path, "wb") as handle:
         handle.write(data)
@@ -670,11 +717,11 @@ def _write_generation(folder: Path, documents, contents: _Contents, shaping, cor
         ("passages.faiss", contents.passage_matrix),
         ("units.faiss", contents.unit_matrix),
     ):
-        flat = faiss.IndexFlatIP(matrix.shape[1])
-        flat.add(matrix)
+        vectors = vector_index(matrix, shaping["vectors"])
         # serialised in memory and written by Python: faiss's own writer can lose a failed
         # write (disk full) without an error
-        (folder / name).write_bytes(faiss.serialize_index(flat).tobytes())
+        _write_synced(folder / name, memoryview(faiss.serialize_index(vectors)))
+        del vectors
     LexicalIndex.build([p.text for p in passages]).save(folder / "lexical")
     files = {
         str(path.relative_to(folder)): file_sha256(path)

@@ -26,7 +26,7 @@ from .answer_type import asks_for_names, name_share
 from .chunking import Passage, Span
 from .config import Settings
 from .expansion import QueryExpander
-from .index import Index
+from .index import Index, search_params
 from .lexical import query_terms, terms
 
 RRF_K = 60
@@ -159,8 +159,15 @@ class Retriever:
         """Union of the top passages by dense passage, dense unit and BM25 search."""
         index, n = self.index, self.settings.candidates
         total = index.passage_vectors.ntotal
-        _, by_passage = index.passage_vectors.search(vector, min(n, total))
-        _, by_unit = index.unit_vectors.search(vector, min(3 * n, index.unit_vectors.ntotal))
+        s = self.settings
+        _, by_passage = index.passage_vectors.search(
+            vector, min(n, total), params=search_params(index.passage_vectors, s.nprobe_passages)
+        )
+        _, by_unit = index.unit_vectors.search(
+            vector,
+            min(3 * n, index.unit_vectors.ntotal),
+            params=search_params(index.unit_vectors, s.nprobe_units),
+        )
         found = [by_passage[0], index.unit_owner[by_unit[0][by_unit[0] >= 0]]]
         if bm25.any():
             take = min(n, total)
