@@ -50,7 +50,10 @@ class QueryExpander:
         self.words = words
         self.names = names
         self.model_words = model_words
-        self._word_list = sorted(words)
+        self._by_length: dict[int, list[str]] = defaultdict(list)
+        for word in sorted(words):
+            self._by_length[len(word)].append(word)
+        self._pools: dict[tuple[int, int], list[str]] = {}
 
     @classmethod
     def build(cls, texts: Iterable[str], model_words: Set[str]) -> QueryExpander:
@@ -107,11 +110,20 @@ class QueryExpander:
                 continue
             limit = 1 if len(word) < 9 else 2
             best = process.extractOne(
-                word, self._word_list, scorer=Levenshtein.distance, score_cutoff=limit
+                word, self._pool(len(word), limit), scorer=Levenshtein.distance, score_cutoff=limit
             )
             if best and best[0][0] == word[0]:
                 found[word] = best[0]
         return found
+
+    def _pool(self, length: int, limit: int) -> list[str]:
+        """The corpus words within `limit` edits of a word of `length` could be: those whose
+        length differs by at most `limit`, in sorted order (so ties break as over all words)."""
+        key = (length, limit)
+        if key not in self._pools:
+            near = range(length - limit, length + limit + 1)
+            self._pools[key] = sorted(w for n in near for w in self._by_length.get(n, ()))
+        return self._pools[key]
 
 
 def _phrase_in(texts: list[str], key: str) -> str | None:

@@ -193,12 +193,15 @@ class LexicalIndex:
         indptr = self._retriever.scores["indptr"]
         indices = self._retriever.scores["indices"]
         found = np.zeros(len(rows), dtype=np.float32)
+        holds = np.zeros(self.count, dtype=bool)
         for term, weight in zip(unique, weights, strict=True):
             token = self._retriever.vocab_dict.get(term)
             if token is None or token + 1 >= len(indptr):
                 continue
             holders = indices[indptr[token] : indptr[token + 1]]
-            found += weight * np.isin(rows, holders)
+            holds[holders] = True  # a mask, not np.isin: no sort of a common term's holders
+            found += weight * holds[rows]
+            holds[holders] = False
         return found / weights.sum()
 
     def idf(self, term: str) -> float:

@@ -31,6 +31,8 @@ from .lexical import query_terms, terms
 
 RRF_K = 60
 NEAR_BEST_UNIT = 0.1  # cosine
+# Passages searched for the words an unknown acronym abbreviates (the closest ones).
+NEARBY_PASSAGES = 20
 
 
 @dataclass(frozen=True)
@@ -75,8 +77,11 @@ class Retriever:
         expansion = self.expander.expand(query)
         vector, wanted, bm25, rows = self._first_pass(expansion)
         if expansion.unresolved:
-            # An acronym the corpus only writes out in lowercase: look for it in what was found.
-            nearby = [index.passages[r].text for r in rows]
+            # An acronym the corpus only writes out in lowercase: look for it in what was found,
+            # the passages closest to the question first.
+            closeness = index.passage_vectors.reconstruct_batch(rows) @ vector[0]
+            closest = rows[np.argsort(-closeness, kind="stable")[:NEARBY_PASSAGES]]
+            nearby = [index.passages[r].text for r in closest]
             wider = self.expander.expand(query, nearby)
             if wider.acronyms != expansion.acronyms:
                 expansion = wider
@@ -89,8 +94,7 @@ class Retriever:
             return Ranking([], 0.0, query)
         q = vector[0]
         dense = index.passage_vectors.reconstruct_batch(rows) @ q
-        per_unit = self._unit_cosines(rows, q)
-        unit = np.array([sims.max() for sims in per_unit], dtype=np.float32)
+        unit, per_unit = self._unit_cosines(rows, q)
         top_bm25 = float(bm25.max())
         lexical = bm25[rows] / top_bm25 if top_bm25 > 0 else np.zeros(len(rows), np.float32)
         coverage = index.lexical.coverage(wanted, rows)
@@ -176,18 +180,17 @@ class Retriever:
         rows = np.unique(np.concatenate(found).astype(np.int64))
         return rows[(rows >= 0) & (rows < total)]  # FAISS pads missing results with -1
 
-    def _unit_cosines(self, rows: np.ndarray, q: np.ndarray) -> list[np.ndarray]:
-        """Cosine of the question with each unit of each passage row."""
+    def _unit_cosines(self, rows: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, list]:
+        """(Best unit cosine of each passage row, the cosines of all its units)."""
         index = self.index
-        counts = [len(index.passages[r].units) for r in rows]
-        unit_rows = np.concatenate(
-            [
-                np.arange(index.unit_first[r], index.unit_first[r] + c)
-                for r, c in zip(rows, counts, strict=True)
-            ]
-        )
-        sims = index.unit_vectors.reconstruct_batch(unit_rows) @ q
-        return np.split(sims, np.cumsum(counts)[:-1])
+        counts = np.array([len(index.passages[r].units) for r in rows], dtype=np.int64)
+        ends = np.cumsum(counts)
+        # unit rows of each passage, one after another: first[r], first[r] + 1, ...
+        shift = np.repeat(index.unit_first[rows] - (ends - counts), counts)
+        sims = index.unit_vectors.reconstruct_batch(np.arange(ends[-1]) + shift) @ q
+        starts = ends - counts  # every passage has at least one unit, its sentence
+        per_unit = [sims[a:b] for a, b in zip(starts.tolist(), ends.tolist(), strict=True)]
+        return np.maximum.reduceat(sims, starts).astype(np.float32), per_unit
 
     def _answering_sentence(self, row: int, unit_sims: np.ndarray, wanted: list[str]) -> Span:
         """The sentence holding the passage's best unit; where two sentences are close, the one
