@@ -512,37 +512,24 @@ def run_worker(args: list[str], timeout: float | None = None) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def fresh_build(index: Path, corpus: Path, vectors: str) -> dict | None:
+def recorded_build(index: Path, corpus: Path, vectors: str, search_too: bool = True) -> dict:
     """The recorded build figures of `index` when it is still fresh for `corpus` and was built
-    with the same kind of `vectors`."""
+    with the same kind of `vectors`, else {}. With `search_too` False, an index fresh but for
+    how its vectors are searched (flat or IVF, which a re-index changes without embedding)
+    counts as fresh."""
     from ctqa.config import MODEL_DIM, MODEL_NAME, MODEL_WEIGHTS_SHA256, Settings
     from ctqa.index import check_status, index_settings
 
     record = index / "bench-build.json"
     if not record.is_file():
-        return None
+        return {}
     expected = index_settings(Settings.from_env(), MODEL_NAME, MODEL_WEIGHTS_SHA256, MODEL_DIM)
+    if not search_too:
+        expected.pop("vectors")
     if not check_status(index, corpus, expected).fresh:
-        return None
+        return {}
     figures = json.loads(record.read_text())
-    return figures if figures.get("vectors") == vectors else None
-
-
-def settings_only_build(index: Path, corpus: Path, vectors: str) -> dict | None:
-    """The recorded build figures of `index` when it is fresh for `corpus` but for its
-    "vectors" setting (flat or IVF search), which a re-index changes without embedding."""
-    from ctqa.config import MODEL_DIM, MODEL_NAME, MODEL_WEIGHTS_SHA256, Settings
-    from ctqa.index import check_status, index_settings
-
-    record = index / "bench-build.json"
-    if not record.is_file():
-        return None
-    expected = index_settings(Settings.from_env(), MODEL_NAME, MODEL_WEIGHTS_SHA256, MODEL_DIM)
-    expected.pop("vectors")
-    if not check_status(index, corpus, expected).fresh:
-        return None
-    figures = json.loads(record.read_text())
-    return figures if figures.get("vectors") == vectors else None
+    return figures if figures.get("vectors") == vectors else {}
 
 
 def scale_section(
@@ -559,19 +546,16 @@ def scale_section(
     """Section 5."""
     gen = generate_corpus(folder / "corpus", n, seed)
     index = folder / "index"
-    build = None if rebuild else fresh_build(index, gen.folder, vectors)
-    reused = build is not None
-    if (
-        build is None
-        and not rebuild
-        and (earlier := settings_only_build(index, gen.folder, vectors))
-    ):
+    build = {} if rebuild else recorded_build(index, gen.folder, vectors)
+    reused = bool(build)
+    earlier = {} if rebuild or build else recorded_build(index, gen.folder, vectors, False)
+    if earlier:
         # only how vectors are searched changed: ctqa re-indexes without embedding anything
         again = run_worker(["build", str(gen.folder), str(index), "--vectors", vectors])
         build = {**earlier, "reindexed_s": again["seconds"], "index_bytes": again["index_bytes"]}
         (index / "bench-build.json").write_text(json.dumps(build), encoding="utf-8")
         reused = True
-    if build is None:
+    if not build:
         shutil.rmtree(index, ignore_errors=True)  # a build would reuse vectors from an old one
         build = run_worker(["build", str(gen.folder), str(index), "--vectors", vectors])
         (index / "bench-build.json").write_text(json.dumps(build), encoding="utf-8")

@@ -72,10 +72,10 @@ def model_cache(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
-def _isolated(tmp_path_factory, monkeypatch, model_cache):
-    """No test writes to the user's cache; Gradio analytics stay off."""
+def _isolated(tmp_path_factory, monkeypatch):
+    """No test writes to the user's cache (the model cache: `model_cache`); Gradio analytics
+    stay off."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
-    monkeypatch.setenv("CTQA_MODEL_CACHE", str(model_cache))
     monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 

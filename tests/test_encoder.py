@@ -14,6 +14,7 @@ import pytest
 from conftest import ROOT, SEED
 
 from ctqa.errors import CtqaError, ModelError
+from ctqa.evaluate import load_questions
 
 pytestmark = pytest.mark.slow
 
@@ -51,12 +52,8 @@ def both():
 
 def statement_texts() -> list[str]:
     paragraphs = SEED.read_text(encoding="utf-8").split("\n\n")
-    questions = [
-        json.loads(line)["question"]
-        for line in (ROOT / "eval" / "statement" / "answerable.jsonl").read_text().splitlines()
-        if line.strip()
-    ]
-    return paragraphs + questions
+    questions = load_questions(ROOT / "eval" / "statement" / "answerable.jsonl")
+    return paragraphs + [q.question for q in questions]
 
 
 def test_onnx_gives_the_vectors_of_pytorch(both):

@@ -57,9 +57,12 @@ def test_an_unknown_vector_index_is_refused_and_the_old_index_kept(corpus, tmp_p
     index = tmp_path / "index"
     build_index(corpus, index, fake_encoder, Settings(), token_counter())
     before = index_answers(index)
+    embedded = len(fake_encoder.encoded)
+    (corpus / "new.txt").write_text("The sides met again in Paris.\n", encoding="utf-8")
     with pytest.raises(CtqaError, match="unknown vector index 'hnsw'; use one of auto, flat, ivf"):
         build_index(corpus, index, fake_encoder, Settings(vector_index="hnsw"), token_counter())
     assert index_answers(index) == before
+    assert len(fake_encoder.encoded) == embedded  # refused before the new statement is embedded
 
 
 def test_switching_to_ivf_reuses_every_vector_and_keeps_the_answers(tmp_path, fake_encoder):

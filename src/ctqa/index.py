@@ -50,6 +50,7 @@ CURRENT = "CURRENT"
 # The manifest keys that shape an index's content (see `index_settings`).
 SHAPING_KEYS = ("format_version", "model", "chunking", "lexical", "vectors")
 REBUILD = "rebuild with `ctqa index`"
+VECTOR_INDEXES = ("auto", "flat", "ivf")
 
 
 class IndexDamaged(IndexProblem):
@@ -92,7 +93,13 @@ class Index:
 
 
 def index_settings(settings: Settings, model_name: str, weights_sha256: str, dim: int) -> dict:
-    """Everything that shapes an index's content; a change makes the index stale."""
+    """Everything that shapes an index's content; a change makes the index stale. An unknown
+    `vector_index` is refused here, before a build embeds anything."""
+    if settings.vector_index not in VECTOR_INDEXES:
+        raise CtqaError(
+            f"unknown vector index {settings.vector_index!r}; use one of "
+            f"{', '.join(VECTOR_INDEXES)}."
+        )
     return {
         "format_version": FORMAT_VERSION,
         "model": {"name": model_name, "weights_sha256": weights_sha256, "dim": dim},
@@ -106,12 +113,10 @@ def index_settings(settings: Settings, model_name: str, weights_sha256: str, dim
     }
 
 
-VECTOR_INDEXES = ("auto", "flat", "ivf")
-
-
 def vector_index(matrix: np.ndarray, how: dict):
     """A FAISS inner-product index over the rows of `matrix`: exact (flat), or IVF as `how`
-    (an index's "vectors" setting) asks. IVF keeps a direct map, to reconstruct rows by number.
+    (an index's "vectors" setting, checked by `index_settings`) asks. IVF keeps a direct map,
+    to reconstruct rows by number.
 
     >>> rows = np.eye(4, dtype=np.float32)
     >>> type(vector_index(rows, {"index": "auto", "ivf_from": 50_000})).__name__
@@ -122,8 +127,6 @@ def vector_index(matrix: np.ndarray, how: dict):
 
     n, dim = matrix.shape
     kind = how.get("index", "flat")
-    if kind not in VECTOR_INDEXES:
-        raise CtqaError(f"unknown vector index {kind!r}; use one of {', '.join(VECTOR_INDEXES)}.")
     if kind == "auto":
         kind = "ivf" if n >= how.get("ivf_from", 50_000) else "flat"
     # k-means wants about 39 points a cell; fewer than 2 cells is a flat index with extra steps
