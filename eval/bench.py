@@ -123,26 +123,40 @@ def run(args: argparse.Namespace) -> Report:
         # the baseline of every "bare encode": sentence-transformers on PyTorch
         torch_encoder = load_encoder(settings.threads, backend="torch")
         report.notes.append("start: " + machine_note())
+        took: dict[str, float] = {}
+        clock = time.perf_counter()
+
+        def lap(name: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            took[name] = now - clock
+            clock = now
+
         if "warm" in only:
             from bench_query import warm_and_peer
 
             warm_and_peer(report, bot, questions, plan.rounds, baseline=torch_encoder)
+            lap("warm")
         if "onnx" in only:
             from bench_query import onnx_section
 
             onnx_section(report, torch_encoder, settings.threads, questions, plan.rounds)
+            lap("onnx")
         if "threads" in only:
             from bench_threads import threads_section
 
             threads_section(report, plan.thread_reps)
+            lap("threads")
         if "build" in only:
             from bench_build import build_section
 
             build_section(report, encoder, settings, plan.build_rounds, baseline=torch_encoder)
+            lap("build")
         if "cold" in only:
             from bench_cold import cold_section
 
             cold_section(report, plan.cold_runs, index)
+            lap("cold")
         if "scale" in only:
             from bench_scale import scale_section
 
@@ -157,6 +171,10 @@ def run(args: argparse.Namespace) -> Report:
                 rebuild=args.rebuild_scale,
                 approx=args.scale_approx,
             )
+            lap("scale")
+        report.notes.append(
+            "sections took: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in took.items())
+        )
         report.notes.append("end: " + machine_note())
     return report
 

@@ -1,7 +1,13 @@
 import pytest
 from conftest import SEEDS, SQUAD_CORPUS
 
-from ctqa.chunking import Span, chunk_document, paragraph_spans, sentence_spans
+from ctqa.chunking import (
+    Span,
+    chunk_document,
+    chunk_documents,
+    paragraph_spans,
+    sentence_spans,
+)
 from ctqa.corpus import load_corpus, parse_document
 from ctqa.encoder import token_counter
 
@@ -64,3 +70,34 @@ def test_paragraphs_and_sentences():
     text = "A first. And more.\n \nB second\nline.\n\n\n"
     assert paragraph_spans(text) == [Span(0, 18), Span(21, 35)]
     assert sentence_spans(text, Span(0, 18)) == [Span(0, 8), Span(9, 18)]
+
+
+def test_chunking_in_worker_processes_gives_the_same_passages(monkeypatch):
+    import ctqa.chunking
+
+    pooled = []
+    in_pool = ctqa.chunking._chunk_in_pool  # raises when its workers cannot run
+
+    def counted(*args):
+        pooled.append(in_pool(*args))
+        return pooled[-1]
+
+    monkeypatch.setattr(ctqa.chunking, "_chunk_in_pool", counted)
+    documents = load_corpus(SQUAD_CORPUS)
+    alone = [chunk_document(doc, COUNT, 256) for doc in documents]
+    assert chunk_documents(documents, COUNT, 256, workers=2, parallel_from=0) == alone
+    assert len(pooled) == 1  # the workers chunked it
+    assert chunk_documents(documents, COUNT, 256, workers=2) == alone  # too little text: here
+    assert len(pooled) == 1
+
+
+def test_chunking_falls_back_to_one_process(monkeypatch):
+    import ctqa.chunking
+
+    def no_pool(*args):
+        raise OSError("Resource temporarily unavailable")
+
+    monkeypatch.setattr(ctqa.chunking, "_chunk_in_pool", no_pool)
+    documents = load_corpus(SQUAD_CORPUS)[:3]
+    chunked = chunk_documents(documents, COUNT, 256, workers=2, parallel_from=0)
+    assert chunked == [chunk_document(doc, COUNT, 256) for doc in documents]

@@ -7,8 +7,12 @@ offset points into the document's text: `doc.text[p.start:p.end] == p.text`.
 
 from __future__ import annotations
 
+import multiprocessing
 import re
+import signal
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -18,6 +22,9 @@ PARAGRAPH_BREAK = re.compile(r"\n[ \t\r\f\v]*\n")
 # Clause boundaries inside a sentence: punctuation, and the joints of enumerations.
 CLAUSE_BREAK = re.compile(r"[,;:]\s+|\s+(?:and|as well as|including|but|or)\s+")
 MIN_CLAUSE_WORDS = 4
+# Text from which `chunk_documents` shares the work out between processes: about 2,000 paragraphs,
+# a few seconds of sentence splitting, against well under a second to start the workers.
+PARALLEL_FROM_CHARS = 1_000_000
 SPLITTER_NAME = "pysbd-0.3.4"
 UNITS_NAME = "sentences+clauses-1"
 
@@ -205,3 +212,51 @@ def chunk_document(
                 )
             )
     return passages
+
+
+def chunk_documents(
+    docs: list[Document],
+    count_tokens: Callable[[str], int],
+    max_tokens: int,
+    workers: int = 1,
+    parallel_from: int = PARALLEL_FROM_CHARS,
+) -> list[list[Passage]]:
+    """`chunk_document` of each document, in order. With `workers` > 1 and at least
+    `parallel_from` characters of text, the documents are chunked by that many processes
+    (sentence splitting is pure Python: threads would take turns); the passages are the same.
+    Where processes cannot be started, one process chunks everything.
+    """
+    size = sum(len(doc.text) for doc in docs)
+    if workers > 1 and len(docs) > 1 and size >= parallel_from:
+        try:
+            return _chunk_in_pool(docs, count_tokens, max_tokens, min(workers, len(docs)))
+        except (OSError, ValueError, BrokenProcessPool):
+            pass  # no fork on this system, or no processes to be had (limits): chunk here
+    return [chunk_document(doc, count_tokens, max_tokens) for doc in docs]
+
+
+def _chunk_in_pool(docs, count_tokens, max_tokens, workers) -> list[list[Passage]]:
+    # fork: "spawn" and "forkserver" run the caller's main script again in each worker, which a
+    # script without an `if __name__ == "__main__"` guard does not survive. The workers only
+    # split sentences; the splitter is loaded first so that they import nothing.
+    _segmenter()
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_worker_setup, initargs=(count_tokens, max_tokens)
+    ) as pool:
+        chunksize = max(1, len(docs) // (8 * workers))
+        return list(pool.map(_worker_chunk, docs, chunksize=chunksize))
+
+
+_worker_args: tuple = ()
+
+
+def _worker_setup(count_tokens, max_tokens) -> None:
+    global _worker_args
+    _worker_args = (count_tokens, max_tokens)
+    # Ctrl-C is the build's to handle: the pool then stops its workers without tracebacks
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _worker_chunk(doc: Document) -> list[Passage]:
+    return chunk_document(doc, *_worker_args)

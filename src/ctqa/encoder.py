@@ -81,7 +81,11 @@ def max_tokens(folder: Path | None = None) -> int:
 
 
 def token_counter(folder: Path | None = None):
-    """A function counting word pieces of a text, [CLS] and [SEP] included."""
+    """A function counting word pieces of a text, [CLS] and [SEP] included.
+
+    >>> token_counter()("Counter terrorism")
+    4
+    """
     tokenizer = load_tokenizer(folder)
     return lambda text: len(tokenizer.encode(text).ids)
 

@@ -183,7 +183,7 @@ class Retriever:
     def _unit_cosines(self, rows: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, list]:
         """(Best unit cosine of each passage row, the cosines of all its units)."""
         index = self.index
-        counts = np.array([len(index.passages[r].units) for r in rows], dtype=np.int64)
+        counts = index.unit_count[rows]
         ends = np.cumsum(counts)
         # unit rows of each passage, one after another: first[r], first[r] + 1, ...
         shift = np.repeat(index.unit_first[rows] - (ends - counts), counts)
