@@ -43,7 +43,7 @@ class Plan:
 
 
 QUICK = Plan("quick", 1, cold_runs=3, build_rounds=1, scale=5_000, scale_rounds=1, thread_reps=1)
-FULL = Plan("full", 3, cold_runs=5, build_rounds=1, scale=100_000, scale_rounds=1, thread_reps=2)
+FULL = Plan("full", 3, cold_runs=5, build_rounds=1, scale=100_000, scale_rounds=1, thread_reps=1)
 # Table sections of each bench section, to merge a partial run (--only) into an earlier one.
 ROWS = {
     "warm": ("1 warm query", "2 peer"),

@@ -47,6 +47,22 @@ def test_a_word_far_from_every_corpus_word_is_not_corrected():
     assert expander().expand("What about bananas?").corrections == {}
 
 
+def test_corrections_are_remembered_per_word_and_forgotten_when_full(monkeypatch):
+    import ctqa.expansion
+
+    monkeypatch.setattr(ctqa.expansion, "CORRECTIONS_KEPT", 2)
+    e = expander()
+    searched = []
+    closest = e._closest
+    monkeypatch.setattr(e, "_closest", lambda word: searched.append(word) or closest(word))
+    assert e.expand("al-Qaeda bananas").corrections == {"qaeda": "qaida"}
+    assert e.expand("bananas, al-Qaeda?").corrections == {"qaeda": "qaida"}
+    assert searched == ["qaeda", "bananas"]  # the second question searched nothing
+    e.expand("terrorrism")  # a third word: the memory was full, so it starts again
+    assert e.expand("al-Qaeda").corrections == {"qaeda": "qaida"}
+    assert searched == ["qaeda", "bananas", "terrorrism", "qaeda"]
+
+
 def test_names_give_initials_with_and_without_connectors():
     found = dict(names_in("the Ministry of External Affairs said"))
     assert found["mea"] == "Ministry of External Affairs"

@@ -27,6 +27,9 @@ LETTERS = re.compile(r"[^\W\d_]+")
 CONNECTOR_MAX = 3  # short lowercase words that may sit inside a name: "e", "ul", "of", "al"
 LONGEST_NAME = 6  # words
 MIN_FUZZY_LENGTH = 5
+# Corrections remembered per word: users' questions share words, and a fuzzy search over a large
+# corpus's vocabulary costs about half a millisecond a word. Forgotten all at once when full.
+CORRECTIONS_KEPT = 10_000
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,7 @@ class QueryExpander:
         for word in sorted(words):
             self._by_length[len(word)].append(word)
         self._pools: dict[tuple[int, int], list[str]] = {}
+        self._corrected: dict[str, str | None] = {}
 
     @classmethod
     def build(cls, texts: Iterable[str], model_words: Set[str]) -> QueryExpander:
@@ -101,20 +105,28 @@ class QueryExpander:
         return found
 
     def _corrections(self, query: str) -> dict[str, str]:
-        from rapidfuzz import process
-        from rapidfuzz.distance import Levenshtein
-
         found = {}
         for word in WORD.findall(fold(query)):
             if len(word) < MIN_FUZZY_LENGTH or word in self.words or not word.isalpha():
                 continue
-            limit = 1 if len(word) < 9 else 2
-            best = process.extractOne(
-                word, self._pool(len(word), limit), scorer=Levenshtein.distance, score_cutoff=limit
-            )
-            if best and best[0][0] == word[0]:
-                found[word] = best[0]
+            if word not in self._corrected:
+                if len(self._corrected) >= CORRECTIONS_KEPT:
+                    self._corrected.clear()
+                self._corrected[word] = self._closest(word)
+            if (closest := self._corrected[word]) is not None:
+                found[word] = closest
         return found
+
+    def _closest(self, word: str) -> str | None:
+        """The corpus word within one edit (two for long words) that starts alike, if any."""
+        from rapidfuzz import process
+        from rapidfuzz.distance import Levenshtein
+
+        limit = 1 if len(word) < 9 else 2
+        best = process.extractOne(
+            word, self._pool(len(word), limit), scorer=Levenshtein.distance, score_cutoff=limit
+        )
+        return best[0] if best and best[0][0] == word[0] else None
 
     def _pool(self, length: int, limit: int) -> list[str]:
         """The corpus words within `limit` edits of a word of `length` could be: those whose

@@ -79,7 +79,7 @@ class Retriever:
         if expansion.unresolved:
             # An acronym the corpus only writes out in lowercase: look for it in what was found,
             # the passages closest to the question first.
-            closeness = index.passage_vectors.reconstruct_batch(rows) @ vector[0]
+            closeness = index.passage_rows[rows] @ vector[0]
             closest = rows[np.argsort(-closeness, kind="stable")[:NEARBY_PASSAGES]]
             nearby = [index.passages[r].text for r in closest]
             wider = self.expander.expand(query, nearby)
@@ -93,7 +93,7 @@ class Retriever:
         if len(rows) == 0:
             return Ranking([], 0.0, query)
         q = vector[0]
-        dense = index.passage_vectors.reconstruct_batch(rows) @ q
+        dense = index.passage_rows[rows] @ q
         unit, per_unit = self._unit_cosines(rows, q)
         top_bm25 = float(bm25.max())
         lexical = bm25[rows] / top_bm25 if top_bm25 > 0 else np.zeros(len(rows), np.float32)
@@ -187,7 +187,7 @@ class Retriever:
         ends = np.cumsum(counts)
         # unit rows of each passage, one after another: first[r], first[r] + 1, ...
         shift = np.repeat(index.unit_first[rows] - (ends - counts), counts)
-        sims = index.unit_vectors.reconstruct_batch(np.arange(ends[-1]) + shift) @ q
+        sims = index.unit_rows[np.arange(ends[-1]) + shift] @ q
         starts = ends - counts  # every passage has at least one unit, its sentence
         per_unit = [sims[a:b] for a, b in zip(starts.tolist(), ends.tolist(), strict=True)]
         return np.maximum.reduceat(sims, starts).astype(np.float32), per_unit
