@@ -70,6 +70,17 @@ def test_vector_rows_hold_every_vector_in_row_order(kind):
         assert np.abs(held @ matrix[0] - matrix @ matrix[0]).max() < 1e-3
 
 
+def test_a_flat_index_rows_outlive_every_other_reference_to_it():
+    import gc
+
+    matrix = rows(5000, dim=32)
+    held = vector_rows(vector_index(matrix, {"index": "flat"}))  # no other reference kept
+    gc.collect()
+    [np.ones(len(matrix) * 32) for _ in range(20)]  # reuse freed memory, were it freed
+    assert np.array_equal(held, matrix)
+    assert not held.flags.writeable  # FAISS's storage: read-only
+
+
 def test_an_unknown_vector_index_is_refused_and_the_old_index_kept(corpus, tmp_path, fake_encoder):
     index = tmp_path / "index"
     build_index(corpus, index, fake_encoder, Settings(), token_counter())

@@ -30,6 +30,7 @@ MIN_FUZZY_LENGTH = 5
 # Corrections remembered per word: users' questions share words, and a fuzzy search over a large
 # corpus's vocabulary costs about half a millisecond a word. Forgotten all at once when full.
 CORRECTIONS_KEPT = 10_000
+_UNSEEN = object()
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ class QueryExpander:
         for word in sorted(words):
             self._by_length[len(word)].append(word)
         self._pools: dict[tuple[int, int], list[str]] = {}
-        self._corrected: dict[str, str | None] = {}
+        self._corrected: dict[str, str | None] = {}  # word -> its correction, or None
 
     @classmethod
     def build(cls, texts: Iterable[str], model_words: Set[str]) -> QueryExpander:
@@ -109,11 +110,13 @@ class QueryExpander:
         for word in WORD.findall(fold(query)):
             if len(word) < MIN_FUZZY_LENGTH or word in self.words or not word.isalpha():
                 continue
-            if word not in self._corrected:
+            # one lookup, then the local value: another thread may clear the memory meanwhile
+            closest = self._corrected.get(word, _UNSEEN)
+            if closest is _UNSEEN:
                 if len(self._corrected) >= CORRECTIONS_KEPT:
                     self._corrected.clear()
-                self._corrected[word] = self._closest(word)
-            if (closest := self._corrected[word]) is not None:
+                closest = self._corrected[word] = self._closest(word)
+            if closest is not None:
                 found[word] = closest
         return found
 

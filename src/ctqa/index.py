@@ -90,16 +90,18 @@ class Index:
     passages: list[Passage]
     passage_vectors: object  # faiss.IndexFlatIP, or IVF (see `vector_index`)
     unit_vectors: object  # the same, one row per unit, in passage order
-    unit_owner: np.ndarray  # unit row -> passage number
-    unit_first: np.ndarray  # passage number -> its first unit row
     lexical: LexicalIndex
-    # Made from the above: units per passage, and every vector by row number (`vector_rows`)
-    unit_count: np.ndarray = field(init=False, repr=False)
-    passage_rows: np.ndarray = field(init=False, repr=False)
+    # Made from the above, for the questions' hot path:
+    unit_count: np.ndarray = field(init=False, repr=False)  # passage number -> its units
+    unit_first: np.ndarray = field(init=False, repr=False)  # passage number -> first unit row
+    unit_owner: np.ndarray = field(init=False, repr=False)  # unit row -> passage number
+    passage_rows: np.ndarray = field(init=False, repr=False)  # every vector (`vector_rows`)
     unit_rows: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self):
         self.unit_count = np.array([len(p.units) for p in self.passages], dtype=np.int64)
+        self.unit_first = np.cumsum(self.unit_count) - self.unit_count
+        self.unit_owner = np.repeat(np.arange(len(self.passages), dtype=np.int64), self.unit_count)
         self.passage_rows = vector_rows(self.passage_vectors)
         self.unit_rows = vector_rows(self.unit_vectors)
 
@@ -152,7 +154,7 @@ def vector_index(matrix: np.ndarray, how: dict):
         flat.add(matrix)
         return flat
     quantizer = faiss.IndexFlatIP(dim)
-    # the vectors themselves, not their residuals: `vector_rows` reads them back as they are
+    # the vectors themselves, not their residuals (nothing to add back when decoding)
     fp16 = faiss.ScalarQuantizer.QT_fp16
     ivf = faiss.IndexIVFScalarQuantizer(
         quantizer, dim, cells, fp16, faiss.METRIC_INNER_PRODUCT, False
@@ -168,9 +170,9 @@ def vector_index(matrix: np.ndarray, how: dict):
 
 def vector_rows(vectors) -> np.ndarray:
     """Every vector of a FAISS index as one float32 (n, dim) array, row i holding vector i: a
-    view of a flat index's own storage, or for IVF a copy of its lists' codes. A passage's units
-    are consecutive rows, read together without FAISS. (float32 even where IVF stores float16:
-    numpy takes 1.6 ms to convert the ~2,000 rows a question reads.)
+    view of a flat index's own storage, or for IVF a decoded copy (5 s for 943,953 vectors). A
+    passage's units are consecutive rows, read together without FAISS. (float32 even where IVF
+    stores float16: numpy takes 1.6 ms to convert the ~2,000 rows a question reads.)
 
     >>> rows = np.eye(3, dtype=np.float32)
     >>> vector_rows(vector_index(rows, {"index": "flat"}))[1]
@@ -183,17 +185,7 @@ def vector_rows(vectors) -> np.ndarray:
         return np.zeros((0, dim), dtype=np.float32)
     if isinstance(vectors, faiss.IndexFlat):
         return np.asarray(_Storage(vectors, faiss.rev_swig_ptr(vectors.get_xb(), n * dim)))
-    dtype = _plain_codes(vectors)
-    if dtype is None:
-        return vectors.reconstruct_n(0, n)
-    rows = np.empty((n, dim), dtype=np.float32)
-    lists = vectors.invlists
-    for cell in range(vectors.nlist):
-        if size := lists.list_size(cell):
-            codes = faiss.rev_swig_ptr(lists.get_codes(cell), size * vectors.code_size)
-            ids = faiss.rev_swig_ptr(lists.get_ids(cell), size)
-            rows[ids] = codes.view(dtype).reshape(size, dim)
-    return rows
+    return vectors.reconstruct_n(0, n)
 
 
 class _Storage:
@@ -210,19 +202,16 @@ class _Storage:
         }
 
 
-def _plain_codes(vectors):
-    """The dtype of an IVF index whose codes are its vectors as they are (None otherwise)."""
+def _known_kind(vectors) -> bool:
+    """Flat, or IVF holding the vectors whole (float32, or float16 as `vector_index` makes)."""
     import faiss
 
-    if isinstance(vectors, faiss.IndexIVFFlat):
-        return np.float32
-    if (
+    if isinstance(vectors, faiss.IndexFlat | faiss.IndexIVFFlat):
+        return True
+    return (
         isinstance(vectors, faiss.IndexIVFScalarQuantizer)
         and vectors.sq.qtype == faiss.ScalarQuantizer.QT_fp16
-        and not vectors.by_residual
-    ):
-        return np.float16
-    return None
+    )
 
 
 def search_params(vectors, nprobe: int):
@@ -424,20 +413,7 @@ def load_generation(generation: Path, expected_settings: dict | None = None) -> 
             f"the index in {generation} is inconsistent (its lexical index holds "
             f"{lexical.count} passages, not {len(passages)}); {REBUILD}."
         )
-    sizes = [len(p.units) for p in passages]
-    owner = np.repeat(np.arange(len(passages)), sizes)
-    first = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    return Index(
-        generation,
-        manifest,
-        documents,
-        passages,
-        passage_vectors,
-        unit_vectors,
-        owner.astype(np.int64),
-        first.astype(np.int64),
-        lexical,
-    )
+    return Index(generation, manifest, documents, passages, passage_vectors, unit_vectors, lexical)
 
 
 def _read_passages(generation: Path) -> tuple[dict[str, Document], list[Passage]]:
@@ -470,8 +446,8 @@ def _read_vectors(path: Path):
     import faiss
 
     vectors = faiss.read_index(str(path))
-    plain = isinstance(vectors, faiss.IndexFlat) or _plain_codes(vectors) is not None
-    if not plain or vectors.metric_type != faiss.METRIC_INNER_PRODUCT or not vectors.is_trained:
+    inner_product = vectors.metric_type == faiss.METRIC_INNER_PRODUCT
+    if not (_known_kind(vectors) and inner_product and vectors.is_trained):
         raise ValueError(f"{path.name} is not a flat or IVF inner-product index")
     return vectors
 
@@ -666,7 +642,7 @@ def _reusable(index_dir: Path, shaping: dict) -> dict[str, tuple]:
     for doc_id, numbers in rows.items():
         first, last = numbers[0], numbers[-1]
         u_first = int(old.unit_first[first])
-        u_end = int(old.unit_first[last]) + len(old.passages[last].units)
+        u_end = int(old.unit_first[last] + old.unit_count[last])
         reuse[old.documents[doc_id].sha256] = (
             old.passages[first : last + 1],
             p_all[first : last + 1],

@@ -190,7 +190,7 @@ class Retriever:
         sims = index.unit_rows[np.arange(ends[-1]) + shift] @ q
         starts = ends - counts  # every passage has at least one unit, its sentence
         per_unit = [sims[a:b] for a, b in zip(starts.tolist(), ends.tolist(), strict=True)]
-        return np.maximum.reduceat(sims, starts).astype(np.float32), per_unit
+        return np.maximum.reduceat(sims, starts), per_unit  # float32, as the rows
 
     def _answering_sentence(self, row: int, unit_sims: np.ndarray, wanted: list[str]) -> Span:
         """The sentence holding the passage's best unit; where two sentences are close, the one
