@@ -32,6 +32,7 @@ from starlette.middleware import Middleware  # noqa: E402
 
 from .bot import Answer, Citation, escape_markdown  # noqa: E402
 from .chunking import paragraph_spans  # noqa: E402
+from .config import CONCURRENCY, QUEUE_SIZE  # noqa: E402
 from .errors import BadQuestion, CtqaError  # noqa: E402
 
 EXAMPLES = [
@@ -48,10 +49,6 @@ INTRO = (
     "it highlighted in the full statement. When the statements do not say, ctqa says so."
 )
 SNIPPET_CHARS = 220
-# Questions answered at once, and waiting, before a caller is told the app is busy. The model runs
-# one question at a time (encoder.py); two at once overlap its work with the search.
-CONCURRENCY = 2
-QUEUE_SIZE = 64
 ANSWERING = "answering"  # the chat, the page and the examples share one queue and its limit
 # Largest request body: room for a 1 MB question (answered with a clear refusal), no more.
 MAX_BODY_BYTES = 4 * 2**20

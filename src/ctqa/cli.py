@@ -9,11 +9,8 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from .config import CONCURRENCY, QUEUE_SIZE
 from .errors import BadQuestion, CtqaError
-
-# Mirrors app.QUEUE_SIZE and app.CONCURRENCY: importing app would import Gradio for `--help`.
-QUEUE_SIZE = 64
-CONCURRENCY = 2
 
 
 def _bot(args):

@@ -19,6 +19,11 @@ MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 # sha256 of the official all-MiniLM-L6-v2 model.safetensors
 MODEL_WEIGHTS_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 MODEL_DIM = 384
+# The chat server: questions answered at once, and waiting, before a caller is told the app is
+# busy. The model runs one question at a time (encoder.py); two at once overlap its work with the
+# search. Here rather than in app.py so that `ctqa --help` shows them without importing Gradio.
+CONCURRENCY = 2
+QUEUE_SIZE = 64
 
 
 @dataclass(frozen=True)
