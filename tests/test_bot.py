@@ -69,8 +69,13 @@ def test_whitespace_is_normalised():
         ("And the French one?", True),
         ("what about his title?", True),
         ("Where was it held?", True),
+        ("which groups did they name there?", True),  # question words are not its own
+        ("what else shouldn't it be used for?", True),
         ("Who led the French delegation?", False),
         ("Which terrorist groups were named?", False),
+        ("Did they mention ISIS?", False),  # "they": the parties, not an earlier answer
+        ("What did they say about Afghanistan?", False),
+        ("How many lakes are there in Warsaw?", False),  # "are there" points at no place
     ],
 )
 def test_follow_ups_are_recognised(question, follows):

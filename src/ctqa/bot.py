@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -19,20 +20,18 @@ from pathlib import Path
 
 from .config import Settings
 from .errors import BadQuestion
-from .lexical import terms
+from .lexical import query_terms, terms
 
 CONNECTIVE = re.compile(
     r"^\s*(and|but|also|so|then|ok|okay|what about|how about|what of|same for|and what about)\b",
     re.IGNORECASE,
 )
+# Words that point back at an earlier question. Not "they": in a statement it nearly always means
+# the parties themselves ("Did they mention ISIS?").
 REFERRING = frozenset(
     [
         "it",
         "its",
-        "they",
-        "them",
-        "their",
-        "theirs",
         "he",
         "him",
         "his",
@@ -52,7 +51,13 @@ REFERRING = frozenset(
         "same",
         "former",
         "latter",
+        "else",
     ]
+)
+# "there" in "are there", "there is": no place it points back to.
+EXISTENTIAL_THERE = re.compile(
+    r"\b(?:is|are|was|were|be|been)\s+there\b|\bthere\s+(?:is|are|was|were|be|been|has|have)\b",
+    re.IGNORECASE,
 )
 
 
@@ -174,16 +179,27 @@ def _message_text(content: object) -> str:
 
 
 def is_follow_up(question: str) -> bool:
-    """A question that leans on an earlier one.
+    """A question that leans on an earlier one: it opens with a connective ("and", "what
+    about"), or refers back ("it", "there", "else") with at most two words of its own to search;
+    question words ("which", "did") are not its own.
 
     >>> is_follow_up("And the French one?"), is_follow_up("Who led the French delegation?")
+    (True, False)
+    >>> is_follow_up("which groups did they name there?"), is_follow_up("Did they mention ISIS?")
     (True, False)
     """
     if CONNECTIVE.match(question):
         return True
-    words = re.findall(r"[a-z']+", question.lower())
-    content = [t for t in terms(question) if t not in REFERRING]
+    words = re.findall(r"[a-z']+", EXISTENTIAL_THERE.sub(" ", question).lower())
+    referring = _referring_terms()
+    content = [t for t in query_terms(question) if t not in referring]
     return any(w in REFERRING for w in words) and len(content) <= 2
+
+
+@functools.cache
+def _referring_terms() -> frozenset[str]:
+    """`REFERRING` as `terms` gives them (stemmed: "else" -> "els")."""
+    return frozenset(terms(" ".join(REFERRING)))
 
 
 def resolve_query(question: str, earlier: list[str]) -> str:
