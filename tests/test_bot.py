@@ -71,6 +71,8 @@ def test_whitespace_is_normalised():
         ("Where was it held?", True),
         ("which groups did they name there?", True),  # question words are not its own
         ("what else shouldn't it be used for?", True),
+        ("how quickly?", True),  # a bare question of one word of its own
+        ("What is CFT?", False),
         ("Who led the French delegation?", False),
         ("Which terrorist groups were named?", False),
         ("Did they mention ISIS?", False),  # "they": the parties, not an earlier answer

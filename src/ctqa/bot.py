@@ -54,6 +54,11 @@ REFERRING = frozenset(
         "else",
     ]
 )
+QUESTION_WORDS = frozenset(["who", "whom", "whose", "what", "which", "when", "where", "why", "how"])
+# "Who is X?", "What are Y?": a whole question however short.
+ASKS_WHAT_IS = re.compile(
+    r"^\W*(?:who|what|which|where|when|why|how)\s+(?:is|are|was|were)\b", re.I
+)
 # "there" in "are there", "there is": no place it points back to.
 EXISTENTIAL_THERE = re.compile(
     r"\b(?:is|are|was|were|be|been)\s+there\b|\bthere\s+(?:is|are|was|were|be|been|has|have)\b",
@@ -180,12 +185,15 @@ def _message_text(content: object) -> str:
 
 def is_follow_up(question: str) -> bool:
     """A question that leans on an earlier one: it opens with a connective ("and", "what
-    about"), or refers back ("it", "there", "else") with at most two words of its own to search;
+    about"), refers back ("it", "there", "else") with at most two words of its own to search, or
+    is a bare question of at most three words with at most one of its own ("how quickly?");
     question words ("which", "did") are not its own.
 
     >>> is_follow_up("And the French one?"), is_follow_up("Who led the French delegation?")
     (True, False)
     >>> is_follow_up("which groups did they name there?"), is_follow_up("Did they mention ISIS?")
+    (True, False)
+    >>> is_follow_up("how quickly?"), is_follow_up("What is CFT?")
     (True, False)
     """
     if CONNECTIVE.match(question):
@@ -193,7 +201,10 @@ def is_follow_up(question: str) -> bool:
     words = re.findall(r"[a-z']+", EXISTENTIAL_THERE.sub(" ", question).lower())
     referring = _referring_terms()
     content = [t for t in query_terms(question) if t not in referring]
-    return any(w in REFERRING for w in words) and len(content) <= 2
+    if any(w in REFERRING for w in words) and len(content) <= 2:
+        return True
+    bare = len(words) <= 3 and any(w in QUESTION_WORDS for w in words)
+    return bare and len(content) <= 1 and not ASKS_WHAT_IS.match(question)
 
 
 @functools.cache
