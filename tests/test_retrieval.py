@@ -38,10 +38,10 @@ def test_name_shares_read_for_few_passages_give_the_ranking_of_all(crowded_bot, 
     retriever = crowded_bot.retriever
     shares = Retriever._name_shares
 
-    def every_passage(self, weighted, score, names, k, rows, per_unit):
-        names[:] = shares(self, rows, per_unit)
+    def every_passage(self, weighted, score, k, rows, per_unit):
+        names = shares(self, rows, per_unit)
         weighted = weighted + self.settings.weight_names * names
-        return weighted, weighted
+        return weighted, weighted, names
 
     read: list[int] = []
 

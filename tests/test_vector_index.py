@@ -63,10 +63,11 @@ def test_vector_rows_hold_every_vector_in_row_order(kind):
     held = vector_rows(vectors)
     assert held.shape == matrix.shape
     assert held.dtype == np.float32
-    assert np.array_equal(held, vectors.reconstruct_n(0, 5000))
-    if kind == "flat":
+    if kind == "flat":  # FAISS's own storage, not a copy of it (IVF's rows are reconstruct_n)
+        assert np.array_equal(held, vectors.reconstruct_n(0, 5000))
         assert np.array_equal(held, matrix)
-    else:  # stored as float16: cosines within 1e-3
+    else:  # stored as float16: each row is its vector to within float16 rounding
+        assert np.abs(held - matrix).max() < 1e-3
         assert np.abs(held @ matrix[0] - matrix @ matrix[0]).max() < 1e-3
 
 

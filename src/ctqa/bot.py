@@ -57,7 +57,7 @@ REFERRING = frozenset(
 QUESTION_WORDS = frozenset(["who", "whom", "whose", "what", "which", "when", "where", "why", "how"])
 # "Who is X?", "What are Y?": a whole question however short.
 ASKS_WHAT_IS = re.compile(
-    r"^\W*(?:who|what|which|where|when|why|how)\s+(?:is|are|was|were)\b", re.I
+    rf"^\W*(?:{'|'.join(sorted(QUESTION_WORDS))})\s+(?:is|are|was|were)\b", re.IGNORECASE
 )
 # "there" in "are there", "there is": no place it points back to.
 EXISTENTIAL_THERE = re.compile(

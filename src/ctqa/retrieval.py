@@ -102,7 +102,7 @@ class Retriever:
         weighted = self._weighted(dense, unit, coverage, names)
         score = self._fuse(weighted, dense, lexical)
         if asks_for_names(query) and self.settings.weight_names:
-            weighted, score = self._add_name_shares(weighted, score, names, k, rows, per_unit)
+            weighted, score, names = self._add_name_shares(weighted, score, k, rows, per_unit)
         order = np.argsort(-score, kind="stable")[:k]
         hits = [
             Hit(
@@ -148,15 +148,15 @@ class Retriever:
             return _rrf(dense) + _rrf(lexical)
         return weighted
 
-    def _add_name_shares(self, weighted, score, names, k, rows, per_unit):
-        """`weighted` and `score` with each passage's name share added (filled into `names`),
-        reading the passages best first and stopping once no unread one can reach the first
-        `k`: a share adds at most `weight_names`, and reading a passage's names is the slowest
-        step of a search at scale (about 40 µs a passage)."""
+    def _add_name_shares(self, weighted, score, k, rows, per_unit):
+        """(`weighted`, `score`, name shares) with each passage's name share added, reading the
+        passages best first and stopping once no unread one can reach the first `k` (its share
+        stays 0): a share adds at most `weight_names`, and reading a passage's names is the
+        slowest step of a search at scale (about 40 µs a passage)."""
         gain = self.settings.weight_names
         moves = self.settings.fusion == "weighted"  # other fusions rank without names
         order = np.argsort(-score, kind="stable")
-        weighted, score = weighted.copy(), score.copy()
+        weighted, score, names = weighted.copy(), score.copy(), np.zeros(len(rows))
         read = 0
         while read < len(order):
             batch = order[read : read + k]
@@ -170,7 +170,7 @@ class Retriever:
                 unread_best = score[order[read]] + (max(gain, 0.0) if moves else 0.0)
                 if kth > unread_best:
                     break
-        return weighted, score
+        return weighted, score, names
 
     def _name_shares(self, rows: np.ndarray, per_unit: list[np.ndarray]) -> np.ndarray:
         """Share of names in each passage's most name-rich unit among those the question
