@@ -2,7 +2,9 @@
 check them on the other half.
 
 Every question's candidate passages are searched once with their signals (dense, unit,
-coverage, names); the weights are then searched on a grid, offline. A question's half is fixed by
+coverage, names) and which of them agree with which; the weights are then searched on a
+grid, offline, and the answer and abstention rates printed for a few penalties on
+disagreeing neighbours, on each half. A question's half is fixed by
 a hash of its id, so the split is the same on every run.
 
     .venv/bin/python eval/tune.py            # prints the best weights, held-out figures, trade-off
@@ -20,8 +22,12 @@ import numpy as np
 from ctqa.bot import Bot, resolve_query
 from ctqa.config import Settings
 from ctqa.evaluate import EvalQuestion, default_sets, load_questions, same_doc
+from ctqa.retrieval import AGREEMENT_PASSAGES
 
 SIGNALS = ("dense", "unit", "coverage", "names")
+PENALTIES = (0.0, 0.1, 0.2, 0.25, 0.3, 0.4)
+KINDS = ("answer", "abstain", "outside")
+SETS = ("squad", "statement")
 GRID = {
     "dense": (0.0, 0.1, 0.2, 0.3, 0.4),
     "unit": (0.2, 0.4, 0.6, 0.8),
@@ -36,9 +42,11 @@ class Searched:
 
     set_name: str
     answerable: bool
+    outside: bool  # asked of a corpus without its article
     half: int
     signals: np.ndarray  # candidates x SIGNALS
     answers: np.ndarray  # bool per candidate
+    agrees: np.ndarray  # candidates x candidates: same statement, or passage cosine >= cut-off
 
 
 def search_all(limit: int | None, candidates: int) -> list[Searched]:
@@ -54,8 +62,17 @@ def search_all(limit: int | None, candidates: int) -> list[Searched]:
                 signals = np.array([[getattr(h, s) for s in SIGNALS] for h in hits], np.float32)
                 answers = np.array([_answers(h.passage, q) for h in hits], dtype=bool)
                 half = zlib.crc32(q.id.encode()) % 2
-                found.append(Searched(name, q.answerable, half, signals, answers))
+                agrees = _agreements(retriever, hits)
+                found.append(Searched(name, q.answerable, outside, half, signals, answers, agrees))
     return found
+
+
+def _agreements(retriever, hits) -> np.ndarray:
+    """Which candidates agree with which, as `Retriever._agreement` counts it."""
+    vectors = retriever.index.passage_rows[[h.row for h in hits]]
+    docs = np.array([h.passage.doc_id for h in hits])
+    cut_off = retriever.settings.agreement_cosine
+    return (docs[:, None] == docs[None, :]) | (vectors @ vectors.T >= cut_off)
 
 
 def _answers(passage, q: EvalQuestion) -> bool:
@@ -83,20 +100,57 @@ def best_weights(rows: list[Searched]) -> np.ndarray:
     return max((np.array(w) for w in grid), key=lambda w: mean_over_sets(rows, w))
 
 
-def trade_off(rows: list[Searched], weights: np.ndarray, thresholds) -> list[str]:
-    """Per threshold: answer rate on answerable, abstention on unanswerable, per set."""
+def confidence(row: Searched, weights: np.ndarray, penalty: float) -> float:
+    """The bot's confidence: the first candidate's score less `penalty` times the share of the
+    first `AGREEMENT_PASSAGES` that disagree with it."""
+    scores = row.signals @ weights
+    order = np.argsort(-scores, kind="stable")[:AGREEMENT_PASSAGES]
+    return float(scores[order[0]] - penalty * (1.0 - row.agrees[order[0], order].mean()))
+
+
+def rates(rows: list[Searched], weights, penalty: float, threshold: float) -> dict[str, float]:
+    """Answer rate on answerable questions; abstention on unanswerable in-corpus questions
+    (SQuAD's adversarial ones, the statement's) and on questions asked without their article."""
+    kinds = {
+        "answer": lambda r: r.answerable and not r.outside,
+        "abstain": lambda r: not r.answerable and not r.outside,
+        "outside": lambda r: r.outside,
+    }
+    found = {}
+    for kind, wanted in kinds.items():
+        conf = np.array([confidence(r, weights, penalty) for r in rows if wanted(r)])
+        if len(conf):
+            kept = conf >= threshold if kind == "answer" else conf < threshold
+            found[kind] = float(np.mean(kept))
+    return found
+
+
+def trade_off(rows: list[Searched], weights: np.ndarray, penalty: float, thresholds) -> list[str]:
+    """Per threshold, per set: answer rate, abstention on unanswerable and outside questions."""
     names = sorted({r.set_name for r in rows})
-    lines = ["threshold  " + "  ".join(f"{n}:answer {n}:abstain" for n in names)]
+    lines = ["threshold  " + "  ".join(f"{n}: answer/abstain/outside" for n in names)]
     for t in thresholds:
         cells = []
         for n in names:
-            top = [
-                (r.answerable, float((r.signals @ weights).max())) for r in rows if r.set_name == n
-            ]
-            answered = [s >= t for a, s in top if a]
-            abstained = [s < t for a, s in top if not a]
-            cells.append(f"{np.mean(answered):.3f} {np.mean(abstained):.3f}")
-        lines.append(f"{t:.2f}       " + "        ".join(cells))
+            cells.append(_cells(rates([r for r in rows if r.set_name == n], weights, penalty, t)))
+        lines.append(f"{t:.2f}       " + "    ".join(cells))
+    return lines
+
+
+def _cells(found: dict[str, float]) -> str:
+    return " ".join(f"{found[kind]:.3f}" if kind in found else "  -  " for kind in KINDS)
+
+
+def penalties(rows: list[Searched], weights: np.ndarray, threshold: float) -> list[str]:
+    """Per disagreement penalty, per half: the rates at the shipped threshold."""
+    lines = ["penalty  half  " + "  ".join(f"{n}: answer/abstain/outside" for n in SETS)]
+    for penalty in PENALTIES:
+        for half in (0, 1):
+            cells = []
+            for n in SETS:
+                in_half = [r for r in rows if r.set_name == n and r.half == half]
+                cells.append(_cells(rates(in_half, weights, penalty, threshold)))
+            lines.append(f"{penalty:.2f}     {half}     " + "    ".join(cells))
     return lines
 
 
@@ -119,8 +173,11 @@ def main() -> None:
             tuned = hit_at_1([r for r in in_set if r.half == 0], weights)
             held = hit_at_1([r for r in in_set if r.half == 1], weights)
             print(f"  {n}: Hit@1 tuning half {tuned:.3f}, held-out half {held:.3f}")
-    print("\nAbstention trade-off of the shipped weights, held-out half:")
-    print("\n".join(trade_off(check, current, np.arange(0.30, 0.62, 0.02))))
+    print(f"\nDisagreement penalty at the shipped threshold {shipped.abstain_below}:")
+    print("\n".join(penalties(rows, current, shipped.abstain_below)))
+    print("\nAbstention trade-off of the shipped weights and penalty, held-out half:")
+    penalty = shipped.weight_disagreement
+    print("\n".join(trade_off(check, current, penalty, np.arange(0.30, 0.62, 0.02))))
 
 
 if __name__ == "__main__":

@@ -66,3 +66,42 @@ def test_name_shares_read_for_few_passages_give_the_ranking_of_all(crowded_bot, 
             assert pruned.confidence == pytest.approx(full.confidence)
             names_ranked += any(h.names > 0 for h in full.hits)
     assert stopped_early and names_ranked  # both paths were taken
+
+
+def test_confidence_is_the_first_score_when_the_nearest_passages_agree(crowded_bot):
+    for question in QUESTIONS:
+        ranking = crowded_bot.retriever.search(question, 3)
+        assert ranking.agreement == 1.0  # one statement: its passages always agree
+        assert ranking.confidence == pytest.approx(ranking.hits[0].score)
+
+
+@pytest.fixture
+def harbour_bot(tmp_path, fake_encoder):
+    """Two statements with the same paragraph on a harbour; four unrelated ones that only share
+    the word "harbour"."""
+    folder = tmp_path / "statements"
+    folder.mkdir()
+    same = "The new harbour will open for ships in spring."
+    unrelated = [
+        "Harbour bakers sell fresh bread daily.",
+        "Harbour museum exhibits old maps.",
+        "Harbour choir performs every Sunday.",
+        "Harbour cyclists demand wider lanes.",
+    ]
+    texts = {"port-a": same, "port-b": same}
+    texts.update({f"other-{i}": text for i, text in enumerate(unrelated)})
+    for name, text in texts.items():
+        (folder / f"{name}.txt").write_text(text + "\n", encoding="utf-8")
+    return Bot(folder, tmp_path / "index", encoder=fake_encoder, log=print)
+
+
+def test_nearest_passages_from_unrelated_statements_lower_the_confidence(harbour_bot):
+    ranking = harbour_bot.retriever.search("When will the new harbour open for ships?", 3)
+    first, second = ranking.hits[0].passage.doc_id, ranking.hits[1].passage.doc_id
+    assert {first, second} == {"port-a", "port-b"}
+    # of the five ranked first: the first, the same paragraph in another statement (cosine 1)
+    # and three unrelated passages
+    assert ranking.agreement == pytest.approx(2 / 5)
+    penalty = harbour_bot.settings.weight_disagreement * (1 - 2 / 5)
+    assert penalty > 0
+    assert ranking.confidence == pytest.approx(ranking.hits[0].score - penalty)

@@ -50,9 +50,14 @@ class Settings:
     weight_lexical: float = 0.3
     # Added times the share of names in a passage when the question asks for names.
     weight_names: float = 0.1
-    # Below this confidence (the weighted score of the first passage) the bot abstains;
-    # chosen on the eval sets (see README).
+    # Below this confidence the bot abstains: the weighted score of the first passage, less
+    # `weight_disagreement` times the share of the 5 passages ranked first that neither come
+    # from its statement nor have a cosine of at least `agreement_cosine` with it (unrelated
+    # passages of a corpus rarely reach 0.4; a statement's own paragraphs average 0.5).
+    # Chosen on the eval sets (see README and eval/tune.py).
     abstain_below: float = 0.44
+    weight_disagreement: float = 0.25
+    agreement_cosine: float = 0.4
     # Vector search: "flat" (exact), "ivf" (approximate: FAISS inverted lists over about
     # 4*sqrt(n) k-means cells, searching `nprobe_*` of them) or "auto" (IVF for an index of
     # at least `ivf_from` vectors). `make bench` prints IVF's recall@5 against exact search

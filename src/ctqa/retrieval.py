@@ -12,7 +12,8 @@ The question is first expanded from the corpus (acronyms spelled out, misspellin
 `names` (coverage beat relative BM25 on both eval sets); `"rrf"` by reciprocal rank fusion of
 dense and BM25; `"dense"` and `"lexical"` by one signal alone (baselines for
 `ctqa eval --compare`). The confidence that decides abstention is always the weighted score of
-the first passage: its parts mean the same for every question, so one threshold serves all.
+the first passage (its parts mean the same for every question, so one threshold serves all),
+lowered when the passages ranked next disagree with it (`Retriever._agreement`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ RRF_K = 60
 NEAR_BEST_UNIT = 0.1  # cosine
 # Passages searched for the words an unknown acronym abbreviates (the closest ones).
 NEARBY_PASSAGES = 20
+# Passages ranked first (the first included) whose agreement with the first counts.
+AGREEMENT_PASSAGES = 5
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,7 @@ class Ranking:
     hits: list[Hit]
     confidence: float
     query: str  # what was searched: the question with acronyms spelled out
+    agreement: float = 1.0  # share of the passages ranked first that agree with the first
 
 
 class Retriever:
@@ -101,9 +105,14 @@ class Retriever:
         names = np.zeros(len(rows))
         weighted = self._weighted(dense, unit, coverage, names)
         score = self._fuse(weighted, dense, lexical)
+        ranked = max(k, AGREEMENT_PASSAGES)
         if asks_for_names(query) and self.settings.weight_names:
-            weighted, score, names = self._add_name_shares(weighted, score, k, rows, per_unit)
-        order = np.argsort(-score, kind="stable")[:k]
+            weighted, score, names = self._add_name_shares(weighted, score, ranked, rows, per_unit)
+        order = np.argsort(-score, kind="stable")[:ranked]
+        agreement = self._agreement(rows[order[:AGREEMENT_PASSAGES]])
+        confidence = float(weighted[order[0]]) - self.settings.weight_disagreement * (
+            1.0 - agreement
+        )
         hits = [
             Hit(
                 int(rows[i]),
@@ -116,9 +125,9 @@ class Retriever:
                 float(coverage[i]),
                 float(names[i]),
             )
-            for i in order
+            for i in order[:k]
         ]
-        return Ranking(hits, float(weighted[order[0]]), query)
+        return Ranking(hits, confidence, query, agreement)
 
     def _first_pass(self, expansion):
         """Query vector, query terms, BM25 of every passage and the candidate rows."""
@@ -137,6 +146,18 @@ class Retriever:
             + s.weight_lexical * coverage
             + s.weight_names * names
         )
+
+    def _agreement(self, rows: np.ndarray) -> float:
+        """Share of `rows` (passage rows, best first) that agree with the first: they come from
+        its statement, or are about the same thing (their passage cosine with it is at least
+        `agreement_cosine`). A question the corpus answers draws its nearest passages from one
+        statement or subject; one it does not answer scatters them over whatever shares a word
+        or two with it. A corpus of one statement always agrees."""
+        index = self.index
+        first = index.passages[rows[0]].doc_id
+        same_statement = np.array([index.passages[r].doc_id == first for r in rows])
+        cosines = index.passage_rows[rows] @ index.passage_rows[rows[0]]
+        return float(np.mean(same_statement | (cosines >= self.settings.agreement_cosine)))
 
     def _fuse(self, weighted, dense, lexical) -> np.ndarray:
         fusion = self.settings.fusion
