@@ -1,0 +1,73 @@
+"""Abstention on a corpus of many short statements: the SQuAD slice's articles cut into
+statements of three paragraphs each (98 files), indexed with the real model.
+
+A question's nearest passages then often come from sibling statements on the same subject; the
+disagreement penalty must not count those against it (they agree by cosine), or it would abstain
+on questions the corpus answers. Prints the answer rate on SQuAD's answerable questions and the
+abstention rate on `outside.jsonl`, without the penalty, as shipped, and counting agreement by
+statement alone.
+
+    .venv/bin/python eval/many_statements.py
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ctqa import Bot, Settings
+
+SQUAD = Path(__file__).resolve().parent / "squad"
+PARAGRAPHS_PER_STATEMENT = 3
+
+
+def split_corpus(folder: Path) -> int:
+    """Write every article as statements of `PARAGRAPHS_PER_STATEMENT` paragraphs."""
+    count = 0
+    for article in sorted((SQUAD / "corpus").glob("*.txt")):
+        paragraphs = [p for p in article.read_text(encoding="utf-8").split("\n\n") if p.strip()]
+        for i in range(0, len(paragraphs), PARAGRAPHS_PER_STATEMENT):
+            part = paragraphs[i : i + PARAGRAPHS_PER_STATEMENT]
+            (folder / f"{article.stem}-{count:03d}.txt").write_text(
+                "\n\n".join(part) + "\n", encoding="utf-8"
+            )
+            count += 1
+    return count
+
+
+def questions(name: str) -> list[str]:
+    with open(SQUAD / name, encoding="utf-8") as lines:
+        rows = [json.loads(line) for line in lines]
+    return [r["question"] for r in rows if r["answerable"] or name == "outside.jsonl"]
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus = Path(tmp) / "statements"
+        corpus.mkdir()
+        print(f"{split_corpus(corpus)} statements of at most {PARAGRAPHS_PER_STATEMENT} paragraphs")
+        shipped = Settings.from_env()
+        retriever = Bot(corpus=corpus, index=Path(tmp) / "index", settings=shipped).retriever
+        asked, outside = questions("questions.jsonl"), questions("outside.jsonl")
+        variants = {
+            "no penalty": {"weight_disagreement": 0.0},
+            "shipped": {},
+            "agreement by statement alone": {"agreement_cosine": float("inf")},
+        }
+        for label, change in variants.items():
+            retriever.settings = dataclasses.replace(shipped, **change)
+            answered = np.array([retriever.search(q).confidence for q in asked])
+            abstained = np.array([retriever.search(q).confidence for q in outside])
+            print(
+                f"{label}: answer rate {np.mean(answered >= shipped.abstain_below):.3f} "
+                f"({len(asked)} questions), outside abstention "
+                f"{np.mean(abstained < shipped.abstain_below):.3f} ({len(outside)})"
+            )
+
+
+if __name__ == "__main__":
+    main()
