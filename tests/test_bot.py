@@ -72,6 +72,8 @@ def test_whitespace_is_normalised():
         ("which groups did they name there?", True),  # question words are not its own
         ("what else shouldn't it be used for?", True),
         ("how quickly?", True),  # a bare question of one word of its own
+        ("through which bodies?", True),  # prepositions are not its own either
+        ("Through which rivers does the Danube flow?", False),
         ("What is CFT?", False),
         ("Who led the French delegation?", False),
         ("Which terrorist groups were named?", False),

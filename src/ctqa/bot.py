@@ -54,6 +54,48 @@ REFERRING = frozenset(
         "else",
     ]
 )
+# Prepositions are not a question's own words either: "Through which bodies?" is as bare as
+# "Which bodies?" (the lexical stopwords hold only "by", "in", "of", "on", "to", "with"...).
+PREPOSITIONS = frozenset(
+    [
+        "about",
+        "above",
+        "across",
+        "after",
+        "against",
+        "along",
+        "among",
+        "around",
+        "before",
+        "behind",
+        "below",
+        "beneath",
+        "beside",
+        "between",
+        "beyond",
+        "during",
+        "except",
+        "from",
+        "inside",
+        "like",
+        "near",
+        "off",
+        "outside",
+        "over",
+        "past",
+        "since",
+        "through",
+        "throughout",
+        "toward",
+        "towards",
+        "under",
+        "until",
+        "upon",
+        "via",
+        "within",
+        "without",
+    ]
+)
 QUESTION_WORDS = frozenset(["who", "whom", "whose", "what", "which", "when", "where", "why", "how"])
 # "Who is X?", "What are Y?": a whole question however short.
 ASKS_WHAT_IS = re.compile(
@@ -187,7 +229,7 @@ def is_follow_up(question: str) -> bool:
     """A question that leans on an earlier one: it opens with a connective ("and", "what
     about"), refers back ("it", "there", "else") with at most two words of its own to search, or
     is a bare question of at most three words with at most one of its own ("how quickly?");
-    question words ("which", "did") are not its own.
+    question words ("which", "did") and prepositions ("through") are not its own.
 
     >>> is_follow_up("And the French one?"), is_follow_up("Who led the French delegation?")
     (True, False)
@@ -199,8 +241,8 @@ def is_follow_up(question: str) -> bool:
     if CONNECTIVE.match(question):
         return True
     words = re.findall(r"[a-z']+", EXISTENTIAL_THERE.sub(" ", question).lower())
-    referring = _referring_terms()
-    content = [t for t in query_terms(question) if t not in referring]
+    not_own = _not_own_terms()
+    content = [t for t in query_terms(question) if t not in not_own]
     if any(w in REFERRING for w in words) and len(content) <= 2:
         return True
     bare = len(words) <= 3 and any(w in QUESTION_WORDS for w in words)
@@ -208,9 +250,9 @@ def is_follow_up(question: str) -> bool:
 
 
 @functools.cache
-def _referring_terms() -> frozenset[str]:
-    """`REFERRING` as `terms` gives them (stemmed: "else" -> "els")."""
-    return frozenset(terms(" ".join(REFERRING)))
+def _not_own_terms() -> frozenset[str]:
+    """`REFERRING` and `PREPOSITIONS` as `terms` gives them (stemmed: "else" -> "els")."""
+    return frozenset(terms(" ".join(REFERRING | PREPOSITIONS)))
 
 
 def resolve_query(question: str, earlier: list[str]) -> str:
