@@ -2,10 +2,10 @@
 check them on the other half.
 
 Every question's candidate passages are searched once with their signals (dense, unit,
-coverage, names) and which of them agree with which; the weights are then searched on a
-grid, offline, and the answer and abstention rates printed for a few penalties on
-disagreeing neighbours, on each half. A question's half is fixed by
-a hash of its id, so the split is the same on every run.
+coverage, names) and which of them agree with which; the weights are then searched on a grid,
+offline, and the answer and abstention rates printed for a few penalties on disagreeing
+neighbours, on each half. A question's half is fixed by a hash of its id, so the split is the
+same on every run.
 
     .venv/bin/python eval/tune.py            # prints the best weights, held-out figures, trade-off
 """
