@@ -22,12 +22,16 @@ import numpy as np
 from ctqa.bot import Bot, resolve_query
 from ctqa.config import Settings
 from ctqa.evaluate import EvalQuestion, default_sets, load_questions, same_doc
-from ctqa.retrieval import AGREEMENT_PASSAGES
+from ctqa.retrieval import AGREEMENT_PASSAGES, agreements, confidence_of
 
 SIGNALS = ("dense", "unit", "coverage", "names")
 PENALTIES = (0.0, 0.1, 0.2, 0.25, 0.3, 0.4)
-KINDS = ("answer", "abstain", "outside")
-SETS = ("squad", "statement")
+# Which questions each rate is taken over.
+KINDS = {
+    "answer": lambda r: r.answerable and not r.outside,
+    "abstain": lambda r: not r.answerable and not r.outside,
+    "outside": lambda r: r.outside,
+}
 GRID = {
     "dense": (0.0, 0.1, 0.2, 0.3, 0.4),
     "unit": (0.2, 0.4, 0.6, 0.8),
@@ -68,11 +72,10 @@ def search_all(limit: int | None, candidates: int) -> list[Searched]:
 
 
 def _agreements(retriever, hits) -> np.ndarray:
-    """Which candidates agree with which, as `Retriever._agreement` counts it."""
+    """Which candidates agree with which, as the retriever counts it."""
     vectors = retriever.index.passage_rows[[h.row for h in hits]]
-    docs = np.array([h.passage.doc_id for h in hits])
-    cut_off = retriever.settings.agreement_cosine
-    return (docs[:, None] == docs[None, :]) | (vectors @ vectors.T >= cut_off)
+    docs = [h.passage.doc_id for h in hits]
+    return agreements(docs, vectors, retriever.settings.agreement_cosine)
 
 
 def _answers(passage, q: EvalQuestion) -> bool:
@@ -101,23 +104,18 @@ def best_weights(rows: list[Searched]) -> np.ndarray:
 
 
 def confidence(row: Searched, weights: np.ndarray, penalty: float) -> float:
-    """The bot's confidence: the first candidate's score less `penalty` times the share of the
-    first `AGREEMENT_PASSAGES` that disagree with it."""
+    """The bot's confidence (`confidence_of`) with these weights and disagreement penalty."""
     scores = row.signals @ weights
     order = np.argsort(-scores, kind="stable")[:AGREEMENT_PASSAGES]
-    return float(scores[order[0]] - penalty * (1.0 - row.agrees[order[0], order].mean()))
+    agreement = float(row.agrees[order[0], order].mean())
+    return confidence_of(float(scores[order[0]]), agreement, penalty)
 
 
 def rates(rows: list[Searched], weights, penalty: float, threshold: float) -> dict[str, float]:
     """Answer rate on answerable questions; abstention on unanswerable in-corpus questions
     (SQuAD's adversarial ones, the statement's) and on questions asked without their article."""
-    kinds = {
-        "answer": lambda r: r.answerable and not r.outside,
-        "abstain": lambda r: not r.answerable and not r.outside,
-        "outside": lambda r: r.outside,
-    }
     found = {}
-    for kind, wanted in kinds.items():
+    for kind, wanted in KINDS.items():
         conf = np.array([confidence(r, weights, penalty) for r in rows if wanted(r)])
         if len(conf):
             kept = conf >= threshold if kind == "answer" else conf < threshold
@@ -143,11 +141,12 @@ def _cells(found: dict[str, float]) -> str:
 
 def penalties(rows: list[Searched], weights: np.ndarray, threshold: float) -> list[str]:
     """Per disagreement penalty, per half: the rates at the shipped threshold."""
-    lines = ["penalty  half  " + "  ".join(f"{n}: answer/abstain/outside" for n in SETS)]
+    names = sorted({r.set_name for r in rows})
+    lines = ["penalty  half  " + "  ".join(f"{n}: answer/abstain/outside" for n in names)]
     for penalty in PENALTIES:
         for half in (0, 1):
             cells = []
-            for n in SETS:
+            for n in names:
                 in_half = [r for r in rows if r.set_name == n and r.half == half]
                 cells.append(_cells(rates(in_half, weights, penalty, threshold)))
             lines.append(f"{penalty:.2f}     {half}     " + "    ".join(cells))
@@ -161,7 +160,7 @@ def main() -> None:
     args = parser.parse_args()
     rows = [r for r in search_all(args.limit, args.candidates) if len(r.signals)]
     check = [r for r in rows if r.half == 1]
-    shipped = Settings()
+    shipped = Settings.from_env()
     current = np.array(
         [shipped.weight_dense, shipped.weight_unit, shipped.weight_lexical, shipped.weight_names]
     )

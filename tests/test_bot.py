@@ -74,6 +74,8 @@ def test_whitespace_is_normalised():
         ("how quickly?", True),  # a bare question of one word of its own
         ("through which bodies?", True),  # prepositions are not its own either
         ("Through which rivers does the Danube flow?", False),
+        ("Who liked Chopin?", False),  # prepositions match whole words, not stems ("like")
+        ("After which war?", True),
         ("What is CFT?", False),
         ("Who led the French delegation?", False),
         ("Which terrorist groups were named?", False),

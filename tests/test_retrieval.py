@@ -75,33 +75,60 @@ def test_confidence_is_the_first_score_when_the_nearest_passages_agree(crowded_b
         assert ranking.confidence == pytest.approx(ranking.hits[0].score)
 
 
+HARBOUR = "The new harbour will open for ships in spring."
+UNRELATED = [
+    "Harbour bakers sell fresh bread daily.",
+    "Harbour museum exhibits old maps.",
+    "Harbour choir performs every Sunday.",
+    "Harbour cyclists demand wider lanes.",
+]
+QUESTION = "When will the new harbour open for ships?"
+
+
+def statements_bot(tmp_path, encoder, statements: dict[str, list[str]]) -> Bot:
+    """A bot over one file a statement, each paragraph one passage."""
+    folder = tmp_path / "statements"
+    folder.mkdir()
+    for name, paragraphs in statements.items():
+        (folder / f"{name}.txt").write_text("\n\n".join(paragraphs) + "\n", encoding="utf-8")
+    return Bot(folder, tmp_path / "index", encoder=encoder, log=print)
+
+
 @pytest.fixture
 def harbour_bot(tmp_path, fake_encoder):
     """Two statements with the same paragraph on a harbour; four unrelated ones that only share
     the word "harbour"."""
-    folder = tmp_path / "statements"
-    folder.mkdir()
-    same = "The new harbour will open for ships in spring."
-    unrelated = [
-        "Harbour bakers sell fresh bread daily.",
-        "Harbour museum exhibits old maps.",
-        "Harbour choir performs every Sunday.",
-        "Harbour cyclists demand wider lanes.",
-    ]
-    texts = {"port-a": same, "port-b": same}
-    texts.update({f"other-{i}": text for i, text in enumerate(unrelated)})
-    for name, text in texts.items():
-        (folder / f"{name}.txt").write_text(text + "\n", encoding="utf-8")
-    return Bot(folder, tmp_path / "index", encoder=fake_encoder, log=print)
+    statements = {"port-a": [HARBOUR], "port-b": [HARBOUR]}
+    statements.update({f"other-{i}": [text] for i, text in enumerate(UNRELATED)})
+    return statements_bot(tmp_path, fake_encoder, statements)
 
 
-def test_nearest_passages_from_unrelated_statements_lower_the_confidence(harbour_bot):
-    ranking = harbour_bot.retriever.search("When will the new harbour open for ships?", 3)
+def penalised(bot: Bot, ranking, agreement: float) -> float:
+    return ranking.hits[0].score - bot.settings.weight_disagreement * (1 - agreement)
+
+
+@pytest.mark.parametrize("k", [3, 6])
+def test_nearest_passages_from_unrelated_statements_lower_the_confidence(harbour_bot, k):
+    ranking = harbour_bot.retriever.search(QUESTION, k)
+    assert len(ranking.hits) == k
     first, second = ranking.hits[0].passage.doc_id, ranking.hits[1].passage.doc_id
     assert {first, second} == {"port-a", "port-b"}
     # of the five ranked first: the first, the same paragraph in another statement (cosine 1)
     # and three unrelated passages
     assert ranking.agreement == pytest.approx(2 / 5)
-    penalty = harbour_bot.settings.weight_disagreement * (1 - 2 / 5)
-    assert penalty > 0
-    assert ranking.confidence == pytest.approx(ranking.hits[0].score - penalty)
+    assert harbour_bot.settings.weight_disagreement > 0
+    assert ranking.confidence == pytest.approx(penalised(harbour_bot, ranking, 2 / 5))
+
+
+def test_unrelated_paragraphs_of_one_statement_agree(tmp_path, fake_encoder):
+    bot = statements_bot(tmp_path, fake_encoder, {"port": [HARBOUR, *UNRELATED]})
+    ranking = bot.retriever.search(QUESTION, 3)
+    assert ranking.agreement == 1.0  # their cosines are low, but they share the statement
+    assert ranking.confidence == pytest.approx(ranking.hits[0].score)
+
+
+def test_agreement_is_taken_over_the_passages_searched(harbour_bot):
+    ranking = harbour_bot.retriever.search(QUESTION, 3, doc_ids={"port-a", "other-0"})
+    assert [h.passage.doc_id for h in ranking.hits] == ["port-a", "other-0"]
+    assert ranking.agreement == pytest.approx(1 / 2)
+    assert ranking.confidence == pytest.approx(penalised(harbour_bot, ranking, 1 / 2))

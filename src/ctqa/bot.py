@@ -56,6 +56,7 @@ REFERRING = frozenset(
 )
 # Prepositions are not a question's own words either: "Through which bodies?" is as bare as
 # "Which bodies?" (the lexical stopwords hold only "by", "in", "of", "on", "to", "with"...).
+# Matched as whole words, before stemming.
 PREPOSITIONS = frozenset(
     [
         "about",
@@ -77,12 +78,9 @@ PREPOSITIONS = frozenset(
         "except",
         "from",
         "inside",
-        "like",
         "near",
-        "off",
         "outside",
         "over",
-        "past",
         "since",
         "through",
         "throughout",
@@ -96,6 +94,7 @@ PREPOSITIONS = frozenset(
         "without",
     ]
 )
+PREPOSITION = re.compile(rf"\b(?:{'|'.join(sorted(PREPOSITIONS))})\b", re.IGNORECASE)
 QUESTION_WORDS = frozenset(["who", "whom", "whose", "what", "which", "when", "where", "why", "how"])
 # "Who is X?", "What are Y?": a whole question however short.
 ASKS_WHAT_IS = re.compile(
@@ -241,8 +240,8 @@ def is_follow_up(question: str) -> bool:
     if CONNECTIVE.match(question):
         return True
     words = re.findall(r"[a-z']+", EXISTENTIAL_THERE.sub(" ", question).lower())
-    not_own = _not_own_terms()
-    content = [t for t in query_terms(question) if t not in not_own]
+    referring = _referring_terms()
+    content = [t for t in query_terms(PREPOSITION.sub(" ", question)) if t not in referring]
     if any(w in REFERRING for w in words) and len(content) <= 2:
         return True
     bare = len(words) <= 3 and any(w in QUESTION_WORDS for w in words)
@@ -250,9 +249,9 @@ def is_follow_up(question: str) -> bool:
 
 
 @functools.cache
-def _not_own_terms() -> frozenset[str]:
-    """`REFERRING` and `PREPOSITIONS` as `terms` gives them (stemmed: "else" -> "els")."""
-    return frozenset(terms(" ".join(REFERRING | PREPOSITIONS)))
+def _referring_terms() -> frozenset[str]:
+    """`REFERRING` as `terms` gives them (stemmed: "else" -> "els")."""
+    return frozenset(terms(" ".join(REFERRING)))
 
 
 def resolve_query(question: str, earlier: list[str]) -> str:

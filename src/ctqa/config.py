@@ -51,9 +51,10 @@ class Settings:
     # Added times the share of names in a passage when the question asks for names.
     weight_names: float = 0.1
     # Below this confidence the bot abstains: the weighted score of the first passage, less
-    # `weight_disagreement` times the share of the 5 passages ranked first that neither come
-    # from its statement nor have a cosine of at least `agreement_cosine` with it (unrelated
-    # passages of a corpus rarely reach 0.4; a statement's own paragraphs average 0.5).
+    # `weight_disagreement` times the share of the 5 passages ranked first (of those searched)
+    # that neither come from its statement nor have a cosine of at least `agreement_cosine`
+    # with it (unrelated passages of a corpus rarely reach 0.4; a statement's own paragraphs
+    # average 0.5).
     # Chosen on the eval sets (see README and eval/tune.py).
     abstain_below: float = 0.44
     weight_disagreement: float = 0.25

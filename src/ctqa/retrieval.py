@@ -13,7 +13,7 @@ The question is first expanded from the corpus (acronyms spelled out, misspellin
 dense and BM25; `"dense"` and `"lexical"` by one signal alone (baselines for
 `ctqa eval --compare`). The confidence that decides abstention is always the weighted score of
 the first passage (its parts mean the same for every question, so one threshold serves all),
-lowered when the passages ranked next disagree with it (`Retriever._agreement`).
+lowered when the passages ranked next disagree with it (`agreements`, `confidence_of`).
 """
 
 from __future__ import annotations
@@ -110,9 +110,8 @@ class Retriever:
             weighted, score, names = self._add_name_shares(weighted, score, ranked, rows, per_unit)
         order = np.argsort(-score, kind="stable")[:ranked]
         agreement = self._agreement(rows[order[:AGREEMENT_PASSAGES]])
-        confidence = float(weighted[order[0]]) - self.settings.weight_disagreement * (
-            1.0 - agreement
-        )
+        first = float(weighted[order[0]])
+        confidence = confidence_of(first, agreement, self.settings.weight_disagreement)
         hits = [
             Hit(
                 int(rows[i]),
@@ -148,16 +147,13 @@ class Retriever:
         )
 
     def _agreement(self, rows: np.ndarray) -> float:
-        """Share of `rows` (passage rows, best first) that agree with the first: they come from
-        its statement, or are about the same thing (their passage cosine with it is at least
-        `agreement_cosine`). A question the corpus answers draws its nearest passages from one
-        statement or subject; one it does not answer scatters them over whatever shares a word
-        or two with it. A corpus of one statement always agrees."""
+        """Share of `rows` (passage rows, best first) that agree with the first (`agreements`).
+        The rows are those searched, after any `doc_ids` filter, so a search restricted to one
+        statement always agrees; fewer than `AGREEMENT_PASSAGES` rows count as they are."""
         index = self.index
-        first = index.passages[rows[0]].doc_id
-        same_statement = np.array([index.passages[r].doc_id == first for r in rows])
-        cosines = index.passage_rows[rows] @ index.passage_rows[rows[0]]
-        return float(np.mean(same_statement | (cosines >= self.settings.agreement_cosine)))
+        docs = [index.passages[r].doc_id for r in rows]
+        agree = agreements(docs, index.passage_rows[rows], self.settings.agreement_cosine)
+        return float(agree[0].mean())
 
     def _fuse(self, weighted, dense, lexical) -> np.ndarray:
         fusion = self.settings.fusion
@@ -256,6 +252,25 @@ class Retriever:
             shared = len(wanted & set(terms(text[sentence.start : sentence.end])))
             scores.append(max(inside) + 0.1 * shared / max(1, len(wanted)))
         return passage.sentences[int(np.argmax(scores))]
+
+
+def agreements(doc_ids: list[str], vectors: np.ndarray, cut_off: float) -> np.ndarray:
+    """Which passages agree with which: from the same statement, or about the same thing (cosine
+    of their normalised `vectors` at least `cut_off`). A question the corpus answers draws its
+    nearest passages from one statement or subject; one it does not answer scatters them over
+    whatever shares a word or two with it.
+
+    >>> agreements(["a", "a", "b"], np.eye(3, dtype=np.float32), 0.4)[0].tolist()
+    [True, True, False]
+    """
+    docs = np.array(doc_ids)
+    return (docs[:, None] == docs[None, :]) | (vectors @ vectors.T >= cut_off)
+
+
+def confidence_of(first_score: float, agreement: float, weight_disagreement: float) -> float:
+    """The confidence that decides abstention: the first passage's weighted score, less
+    `weight_disagreement` times the share of the passages ranked first that disagree with it."""
+    return first_score - weight_disagreement * (1.0 - agreement)
 
 
 @lru_cache(maxsize=1)
