@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -136,5 +137,6 @@ def test_eval_runs_and_writes_a_report(tmp_path):
     assert done.returncode == 0, done.stderr
     out = done.stdout.decode()
     assert "statement/answerable" in out and "Hit@1" in out
+    assert re.search(r"abstention ROC AUC against statement/unanswerable [01]\.\d{3}", out)
     report = json.loads((tmp_path / "eval.json").read_text())
     assert report[0]["questions"] == 5 and report[0]["hit_at_1"] is not None

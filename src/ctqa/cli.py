@@ -167,6 +167,7 @@ def cmd_eval(args) -> int:
     from .bot import Bot
     from .config import Settings
     from .evaluate import (
+        abstention_aucs,
         citation_lengths,
         default_sets,
         format_table,
@@ -197,9 +198,11 @@ def cmd_eval(args) -> int:
                     args.out / f"abstention-{name}.png",
                     f"{name}: answer vs abstention ({mode})",
                 )
+                aucs = ", ".join(f"{n} {a:.3f}" for n, a in abstention_aucs(reports).items())
                 print(
                     f"{name}: mean first citation {first:.0f} chars, mean paragraph "
-                    f"{paragraph:.0f} chars; trade-off: {picture}"
+                    f"{paragraph:.0f} chars; abstention ROC AUC against {aucs or '-'}; "
+                    f"trade-off: {picture}"
                 )
     print(format_table(all_reports))
     path = write_report(all_reports, args.out, "eval")

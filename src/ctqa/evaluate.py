@@ -223,11 +223,44 @@ def run_set(bot, eval_set: EvalSet, limit: int | None = None) -> list[SetReport]
     return reports
 
 
-def abstention_curve(reports: list[SetReport], thresholds) -> list[tuple[float, float, float]]:
-    """(threshold, answer rate on answerable, abstention rate on the rest) at each threshold."""
+def confidences(reports: list[SetReport]) -> tuple[list[float], list[float]]:
+    """The confidences of the answerable questions, and of the rest."""
     results = [r for report in reports for r in report.results]
     good = [r.confidence for r in results if r.answerable]
     bad = [r.confidence for r in results if not r.answerable]
+    return good, bad
+
+
+def abstention_auc(good: list[float], bad: list[float]) -> float:
+    """ROC AUC of the confidence as a test of answerability: the chance that an answerable
+    question's confidence (`good`) is above an unanswerable one's (`bad`), ties counting half.
+
+    >>> abstention_auc([0.9, 0.5], [0.5, 0.1])
+    0.875
+    """
+    import numpy as np
+
+    bad_sorted = np.sort(bad)
+    below = np.searchsorted(bad_sorted, good, "left")
+    ties = np.searchsorted(bad_sorted, good, "right") - below
+    return float((below.sum() + 0.5 * ties.sum()) / (len(good) * len(bad)))
+
+
+def abstention_aucs(reports: list[SetReport]) -> dict[str, float]:
+    """`abstention_auc` of the answerable questions of all `reports` against the unanswerable
+    ones of each report that has some, by report name."""
+    good, _ = confidences(reports)
+    found = {}
+    for report in reports:
+        _, bad = confidences([report])
+        if good and bad:
+            found[report.name] = abstention_auc(good, bad)
+    return found
+
+
+def abstention_curve(reports: list[SetReport], thresholds) -> list[tuple[float, float, float]]:
+    """(threshold, answer rate on answerable, abstention rate on the rest) at each threshold."""
+    good, bad = confidences(reports)
     return [
         (
             t,
