@@ -9,7 +9,7 @@ BENCH_STAMP := $(VENV)/.installed-bench
 export GRADIO_ANALYTICS_ENABLED := False
 export HF_HUB_OFFLINE := 1
 
-.PHONY: run test index eval lint clean loadtest bench bench-index
+.PHONY: run test index eval lint clean loadtest bench bench-index model tune
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,16 @@ run: index
 
 test: index
 	$(BIN)/python -m pytest
+
+# Retrain the reader (seed 13; about 40 minutes on this 2-core machine; a stopped run resumes
+# from ~/.cache/ctqa/train/, delete it to start from scratch): writes src/ctqa/models/ (weights,
+# record with sha256 and calibration, model card READER.md). run and test never train.
+model: index
+	$(BIN)/python -m ctqa.train
+
+# Print retrieval's fusion weights chosen on SQuAD's training articles (after `make model`).
+tune: index
+	$(BIN)/python eval/tune.py
 
 eval: index
 	$(BIN)/ctqa eval --set all

@@ -186,16 +186,17 @@ def cold_section(report: Report, runs: int, index: Path) -> None:
     times = ask_vs_bare(runs, index)
     bare = median(times["bare"])
     for name, label in (("ctqa", "default backend"), ("ctqa torch", "CTQA_ENCODER_BACKEND=torch")):
-        r = ratio(median(times[name]), bare)
+        took = median(times[name])
+        # the default: at most 1.5 s in all (issue 14); the torch backend: its import dominates
+        target = ("<= 1.5 s", took <= 1.5) if name == "ctqa" else ("<= 1.3", took / bare <= 1.3)
         report.add(
             Row(
                 "3 cold start",
-                f'`ctqa ask "..."` whole process, {label}, median of {runs}',
-                f"{median(times[name]):.2f} s",
+                f'`ctqa ask "..."` whole process (as shipped), {label}, median of {runs}',
+                f"{took:.2f} s",
                 f"bare import + load + encode {bare:.2f} s",
-                r,
-                "<= 1.3",
-                r <= 1.3,
+                ratio(took, bare),
+                *target,
             )
         )
     answered, up = serve_first_answer(index)

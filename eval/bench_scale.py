@@ -599,8 +599,8 @@ def scale_section(
             f"{lat['scale exact']} (+{over['scale exact']:.1f} ms over encode)",
             baseline,
             r,
-            "<= 2.0",
-            r <= 2.0,
+            "<= 1.5",
+            r <= 1.5,
         )
     )
     shipped = q["approx"].pop("shipped")
@@ -616,8 +616,8 @@ def scale_section(
             f"{lat['scale shipped']} (+{over['scale shipped']:.1f} ms over encode)",
             baseline,
             r,
-            "<= 2.0, recall@5 >= 0.99",
-            r <= 2.0 and recall >= 0.99,
+            "<= 1.5, recall@5 >= 0.99",
+            r <= 1.5 and recall >= 0.99,
         )
     )
     for name, meta in q["approx"].items():
@@ -633,8 +633,8 @@ def scale_section(
                 f"{lat[name]} (+{over[name]:.1f} ms over encode)",
                 baseline,
                 r,
-                "<= 2.0, recall@5 >= 0.99",
-                r <= 2.0 and recall >= 0.99,
+                "<= 1.5, recall@5 >= 0.99",
+                r <= 1.5 and recall >= 0.99,
             )
         )
     report.details["scale"] = {"generated": asdict(gen), "build": build, "query": q}

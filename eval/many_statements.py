@@ -2,10 +2,11 @@
 statements of three paragraphs each (98 files), indexed with the real model.
 
 A question's nearest passages then often come from sibling statements on the same subject; the
-disagreement penalty must not count those against it (they agree by cosine), or it would abstain
-on questions the corpus answers. Prints the answer rate on SQuAD's answerable questions and the
-abstention rate on `outside.jsonl`, without the penalty, as shipped, and counting agreement by
-statement alone.
+agreement that abstention weighs must not count those against it (they agree by cosine), or it
+would abstain on questions the corpus answers. Prints the answer rate on SQuAD's answerable
+questions and the abstention rate on `outside.jsonl`: as shipped (retrieval alone, its
+confidence less a disagreement penalty), counting agreement by statement alone, and with the
+reader on.
 
     .venv/bin/python eval/many_statements.py
 """
@@ -51,9 +52,9 @@ def main() -> None:
         print(f"{split_corpus(corpus)} statements of at most {PARAGRAPHS_PER_STATEMENT} paragraphs")
         asked, outside = questions("questions.jsonl"), questions("outside.jsonl")
         variants = {
-            "no penalty": {"weight_disagreement": 0.0},
             "shipped": {},
             "agreement by statement alone": {"agreement_cosine": float("inf")},
+            "reader on": {"reader": "on"},
         }
         for label, change in variants.items():
             # the index is built once: these settings do not shape it

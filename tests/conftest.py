@@ -107,7 +107,7 @@ def fake_bot(corpus, tmp_path, fake_encoder):
         corpus=corpus,
         index=tmp_path / "index",
         encoder=fake_encoder,
-        settings=Settings(abstain_below=0.2),
+        settings=Settings(abstain_below=0.2, reader="off"),
         log=lambda msg: None,
     )
 

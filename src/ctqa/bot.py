@@ -15,12 +15,13 @@ import re
 import sys
 import threading
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .config import Settings
-from .errors import BadQuestion
+from .errors import BadQuestion, CtqaError
 from .lexical import query_terms, terms
+from .render import reply
 
 CONNECTIVE = re.compile(
     r"^\s*(and|but|also|so|then|ok|okay|what about|how about|what of|same for|and what about)\b",
@@ -110,7 +111,9 @@ EXISTENTIAL_THERE = re.compile(
 @dataclass(frozen=True)
 class Citation:
     """A cited passage: `text == statement file text[start:end]`; `highlight` is the
-    (start, end) of the answering sentence in the same coordinates."""
+    (start, end) of the answering sentence and `answer` that of the answer span the reader
+    marked in it, in the same coordinates. `score` is the reader's probability that the passage
+    answers (None for a passage past those it read: `k` above the passages it reads)."""
 
     doc_id: str
     title: str
@@ -121,7 +124,15 @@ class Citation:
     end: int
     text: str
     highlight: tuple[int, int]
-    score: float
+    score: float | None
+    answer: tuple[int, int] | None = None
+
+    @property
+    def answer_text(self) -> str | None:
+        """The answer span's words."""
+        if self.answer is None:
+            return None
+        return self.text[self.answer[0] - self.start : self.answer[1] - self.start]
 
     @property
     def sentence(self) -> str:
@@ -269,58 +280,6 @@ def resolve_query(question: str, earlier: list[str]) -> str:
     return f"{context} {question}"
 
 
-MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
-
-
-def escape_markdown(text: str) -> str:
-    """Text shown literally in Markdown: punctuation escaped, HTML made inert.
-
-    >>> escape_markdown("<b>*x*</b> [a](b)")
-    '&lt;b&gt;\\\\*x\\\\*&lt;/b&gt; \\\\[a\\\\](b)'
-    """
-    text = re.sub(r"\s+", " ", text)
-    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return MARKDOWN_SPECIAL.sub(r"\\\1", text)
-
-
-def render(
-    answer_question: str,
-    query: str,
-    citations: list[Citation],
-    abstained: bool,
-    nearest: list[Citation],
-) -> str:
-    """The reply as the chat shows it, in Markdown."""
-    lines = []
-    if query != answer_question:
-        lines.append(f"_Searched for: {escape_markdown(query)}_\n")
-    if abstained:
-        lines.append(
-            "**The statements do not answer this question.** "
-            "Nothing in them is close enough to quote as an answer."
-        )
-        if nearest:
-            lines.append("\nNearest passages (these do **not** answer it):\n")
-            lines.extend(_citation_line(i, c) for i, c in enumerate(nearest, 1))
-        return "\n".join(lines)
-    lines.append(f"> {escape_markdown(citations[0].sentence)}\n")
-    lines.extend(_citation_line(i, c) for i, c in enumerate(citations, 1))
-    return "\n".join(lines)
-
-
-def _citation_line(number: int, c: Citation) -> str:
-    lo, hi = c.highlight[0] - c.start, c.highlight[1] - c.start
-    quote = (
-        escape_markdown(c.text[:lo])
-        + "**"
-        + escape_markdown(c.text[lo:hi])
-        + "**"
-        + escape_markdown(c.text[hi:])
-    )
-    date = f", {c.date}" if c.date else ""
-    return f"{number}. *{escape_markdown(c.title)}*{date}, paragraph {c.paragraph}: “{quote}”"
-
-
 def default_index_dir(corpus: Path) -> Path:
     """Where the index of a corpus lives when no index folder is given: a user cache folder."""
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ctqa"
@@ -346,6 +305,7 @@ class Bot:
         *,
         settings: Settings | None = None,
         encoder=None,
+        reader=None,
         log=None,
     ):
         self.settings = settings or Settings.from_env()
@@ -357,6 +317,7 @@ class Bot:
             index = self.settings.index_dir if default else default_index_dir(self.corpus)
         self.index_dir = Path(index)
         self._encoder = encoder
+        self._reader = reader
         self._live = None  # the retriever of the index's current generation, made on first use
         self._lock = threading.Lock()
         self._log = log if log is not None else (lambda msg: print(msg, file=sys.stderr))
@@ -392,6 +353,20 @@ class Bot:
                 )
         return self._live.get()
 
+    def reader(self):
+        """The trained reader (loaded and verified on first use), or None when
+        `settings.reader` is "off"."""
+        if self.settings.reader not in ("on", "off"):
+            raise CtqaError(f"CTQA_READER={self.settings.reader!r}: use on or off.")
+        if self.settings.reader == "off":
+            return None
+        with self._lock:
+            if self._reader is None:
+                from .reader import load_reader
+
+                self._reader = load_reader(self.settings.threads)
+            return self._reader
+
     def answer(
         self,
         question: str,
@@ -405,36 +380,76 @@ class Bot:
         k = check_k(k, s.max_k)
         query = resolve_query(text, user_turns(history, s.max_history_turns, s.max_question_chars))
         retriever = self.retriever  # one generation for the whole answer
-        ranking = retriever.search(query, k, doc_ids)
-        query = ranking.query
-        citations = [self._citation(hit, retriever.index) for hit in ranking.hits]
-        abstained = not citations or ranking.confidence < s.abstain_below
+        reader = self.reader()
+        read = reader.calibration.candidates if reader is not None else 0
+        ranking = retriever.search(query, max(k, read), doc_ids)
+        if reader is None:
+            citations = [self._citation(h, retriever.index, score=h.score) for h in ranking.hits]
+            confidence, threshold = ranking.confidence, s.abstain_below
+        else:
+            citations, confidence = self._read(reader, ranking, retriever.index)
+            threshold = reader.calibration.abstain_below
+        citations = citations[:k]
+        abstained = not citations or confidence < threshold
         shown, nearest = ([], citations) if abstained else (citations, [])
-        return Answer(
-            text,
-            query,
-            shown,
-            abstained,
-            render(text, query, shown, abstained, nearest),
-            ranking.confidence,
-            nearest,
+        found = Answer(
+            question=text,
+            query=ranking.query,
+            citations=shown,
+            abstained=abstained,
+            text="",
+            confidence=confidence,
+            nearest=nearest,
         )
+        return replace(found, text=reply(found))
 
-    def _citation(self, hit, index) -> Citation:
+    def _read(self, reader, ranking, index) -> tuple[list[Citation], float]:
+        """The citations in the reader's order (those it read first, reordered; the rest after,
+        in retrieval's order), and its probability that the first answers."""
+        from .reader import rerank
+
+        hits = ranking.hits
+        read = hits[: reader.calibration.candidates]
+        readings = reader.read(ranking.query, [h.passage.text for h in read])
+        order = rerank([h.score for h in read], readings, reader.calibration, ranking.agreement)
+        citations = [self._citation(read[i], index, readings[i], p) for i, p in order]
+        citations += [self._citation(h, index) for h in hits[len(read) :]]
+        return citations, (order[0][1] if order else 0.0)
+
+    def _citation(self, hit, index, reading=None, score: float | None = None) -> Citation:
+        """A ranked passage as a `Citation`; with the reader's `reading`, the answering sentence
+        is the one holding its answer span."""
         doc = index.documents[hit.passage.doc_id]
         folder = self.corpus if self.corpus is not None else Path(index.manifest.get("corpus", ""))
+        p = hit.passage
+        sentence, answer = (hit.sentence.start, hit.sentence.end), None
+        if reading is not None:
+            answer = (p.start + reading.span[0], p.start + reading.span[1])
+            sentence = sentence_around(p.sentences, answer)
         return Citation(
             doc_id=doc.id,
             title=doc.title,
             date=doc.date,
             source=str(folder / doc.source),
-            paragraph=hit.passage.paragraph,
-            start=hit.passage.start,
-            end=hit.passage.end,
-            text=hit.passage.text,
-            highlight=(hit.sentence.start, hit.sentence.end),
-            score=round(hit.score, 4),
+            paragraph=p.paragraph,
+            start=p.start,
+            end=p.end,
+            text=p.text,
+            highlight=sentence,
+            score=None if score is None else round(score, 4),
+            answer=answer,
         )
+
+
+def sentence_around(sentences, span: tuple[int, int]) -> tuple[int, int]:
+    """(start, end) of the sentences that hold `span` (one, unless the span runs across).
+
+    >>> from ctqa.chunking import Span
+    >>> sentence_around([Span(0, 10), Span(11, 20), Span(21, 30)], (12, 15))
+    (11, 20)
+    """
+    inside = [x for x in sentences if x.start < span[1] and span[0] < x.end] or [sentences[0]]
+    return inside[0].start, inside[-1].end
 
 
 _default_bot: Bot | None = None

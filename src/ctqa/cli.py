@@ -167,47 +167,56 @@ def cmd_eval(args) -> int:
     from .bot import Bot
     from .config import Settings
     from .evaluate import (
-        abstention_aucs,
-        citation_lengths,
         default_sets,
         format_table,
-        plot_abstention,
         run_set,
         write_report,
     )
 
     settings = Settings.from_env()
     sets = default_sets()
-    modes = ("dense", "lexical", "rrf", "weighted") if args.compare else (settings.fusion,)
+    shipped = "reader" if settings.reader == "on" else settings.fusion
+    modes = {shipped: {}}
+    if args.compare:  # each way of ranking alone, then the shipped retrieval, then the reader
+        baselines = {m: {"fusion": m, "reader": "off"} for m in ("dense", "lexical", "rrf")}
+        both = {"weighted": {"fusion": "weighted", "reader": "off"}, "reader": {"reader": "on"}}
+        modes = {**baselines, **both}
     all_reports = []
     for name in list(sets) if args.set == "all" else [args.set]:
         eval_set = sets[name]
         index = args.index_root / name if args.index_root else None
-        for mode in modes:
-            bot = Bot(corpus=eval_set.corpus, index=index, settings=Settings.from_env(fusion=mode))
+        for mode, overrides in modes.items():
+            bot = Bot(corpus=eval_set.corpus, index=index, settings=Settings.from_env(**overrides))
             reports = run_set(bot, eval_set, args.limit)
             label = f" [{mode}]" if args.compare else ""
             for report in reports:
                 report.name += label
             all_reports.extend(reports)
-            if mode == settings.fusion:
-                first, paragraph = citation_lengths(bot, reports)
-                picture = plot_abstention(
-                    reports,
-                    settings.abstain_below,
-                    args.out / f"abstention-{name}.png",
-                    f"{name}: answer vs abstention ({mode})",
-                )
-                aucs = ", ".join(f"{n} {a:.3f}" for n, a in abstention_aucs(reports).items())
-                print(
-                    f"{name}: mean first citation {first:.0f} chars, mean paragraph "
-                    f"{paragraph:.0f} chars; abstention ROC AUC against {aucs or '-'}; "
-                    f"trade-off: {picture}"
-                )
+            if mode in ("weighted", "reader"):
+                print_summary(name, mode, bot, reports, args.out if mode == shipped else None)
     print(format_table(all_reports))
     path = write_report(all_reports, args.out, "eval")
     print(f"Per-question report: {path} (misses: {path.with_name('eval-misses.txt')})")
     return 0
+
+
+def print_summary(name: str, mode: str, bot, reports, pictures: Path | None) -> None:
+    """The citation lengths and abstention AUCs of one mode; with `pictures`, the trade-off."""
+    from .evaluate import abstention_aucs, citation_lengths, plot_abstention
+
+    first, paragraph = citation_lengths(bot, reports)
+    aucs = ", ".join(f"{n} {a:.3f}" for n, a in abstention_aucs(reports).items())
+    line = (
+        f"{name} [{mode}]: mean first citation {first:.0f} chars, mean paragraph "
+        f"{paragraph:.0f} chars; abstention ROC AUC against {aucs or '-'}"
+    )
+    if pictures is not None:
+        reader = bot.reader()
+        threshold = reader.calibration.abstain_below if reader else bot.settings.abstain_below
+        title = f"{name}: answer vs abstention ({mode})"
+        picture = plot_abstention(reports, threshold, pictures / f"abstention-{name}.png", title)
+        line += f"; trade-off: {picture}"
+    print(line)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .config import PROJECT_ROOT
+from .span_metrics import exact_match, f1
 
 EVAL_DIR = PROJECT_ROOT / "eval"
 
@@ -62,6 +63,13 @@ class QuestionResult:
     latency_ms: float
     cited: list[str] = field(default_factory=list)  # "doc ¶N: first words" per ranked passage
     first_length: int = 0  # characters of the first cited passage (0 when abstained)
+    span: str | None = None  # the answer span marked in the first passage
+    answers: tuple[str, ...] = ()
+
+    @property
+    def answered_right(self) -> bool:
+        """Answered, and the first citation is right: what a user can rely on."""
+        return self.answerable and not self.abstained and self.rank == 1
 
 
 @dataclass
@@ -71,6 +79,7 @@ class SetReport:
     name: str
     questions: int
     answerable: int
+    answered_right: float | None  # the headline: answered and first citation right
     hit_at_1: float | None
     hit_at_3: float | None
     mrr_at_5: float | None
@@ -79,6 +88,8 @@ class SetReport:
     latency_p50_ms: float
     latency_p95_ms: float
     results: list[QuestionResult]
+    span_exact_match: float | None = None  # over the questions answered and right
+    span_f1: float | None = None
 
 
 def default_sets() -> dict[str, EvalSet]:
@@ -159,17 +170,19 @@ def ask(bot, question: EvalQuestion, k: int) -> QuestionResult:
     ranked = answer.citations or answer.nearest
     rank = next((i for i, c in enumerate(ranked, start=1) if is_hit(c, question)), None)
     return QuestionResult(
-        question.id,
-        question.question,
-        answer.query,
-        question.answerable,
-        question.kind,
-        answer.abstained,
-        rank if question.answerable else None,
-        round(answer.confidence, 4),
-        round(latency, 2),
-        [f"{c.doc_id} ¶{c.paragraph}: {c.text[:60]}" for c in ranked],
-        len(answer.citations[0].text) if answer.citations else 0,
+        id=question.id,
+        question=question.question,
+        query=answer.query,
+        answerable=question.answerable,
+        kind=question.kind,
+        abstained=answer.abstained,
+        rank=rank if question.answerable else None,
+        confidence=round(answer.confidence, 4),
+        latency_ms=round(latency, 2),
+        cited=[f"{c.doc_id} ¶{c.paragraph}: {c.text[:60]}" for c in ranked],
+        first_length=len(answer.citations[0].text) if answer.citations else 0,
+        span=ranked[0].answer_text if ranked else None,
+        answers=question.answers,
     )
 
 
@@ -183,10 +196,12 @@ def summarise(name: str, results: list[QuestionResult]) -> SetReport:
         return round(sum(values) / len(values), 4) if values else None
 
     latencies = [r.latency_ms for r in results]
+    right = [r for r in answerable if r.answered_right and r.span is not None]
     return SetReport(
         name=name,
         questions=len(results),
         answerable=len(answerable),
+        answered_right=mean([r.answered_right for r in answerable]),
         hit_at_1=mean([r.rank == 1 for r in answerable]),
         hit_at_3=mean([r.rank is not None and r.rank <= 3 for r in answerable]),
         mrr_at_5=mean([reciprocal_rank(r.rank, 5) for r in answerable]),
@@ -195,6 +210,8 @@ def summarise(name: str, results: list[QuestionResult]) -> SetReport:
         latency_p50_ms=round(percentile(latencies, 0.5), 2),
         latency_p95_ms=round(percentile(latencies, 0.95), 2),
         results=results,
+        span_exact_match=mean([exact_match(r.span, r.answers) for r in right]),
+        span_f1=mean([f1(r.span, r.answers) for r in right]),
     )
 
 
@@ -212,7 +229,8 @@ def run_file(
 
 
 def run_set(bot, eval_set: EvalSet, limit: int | None = None) -> list[SetReport]:
-    """Reports for every file of a set, named `set/file`."""
+    """Reports for every file of a set, named `set/file`; a file of unanswerable questions of
+    several kinds (near-topic, off-topic) also gets one report per kind, `set/file:kind`."""
     reports = []
     for path, outside in [(p, False) for p in eval_set.files] + [
         (p, True) for p in eval_set.outside
@@ -220,12 +238,17 @@ def run_set(bot, eval_set: EvalSet, limit: int | None = None) -> list[SetReport]
         report = run_file(bot, path, limit=limit, outside=outside)
         report.name = f"{eval_set.name}/{report.name}"
         reports.append(report)
+        kinds = sorted({r.kind for r in report.results if not r.answerable and r.kind})
+        if len(kinds) > 1:
+            for kind in kinds:
+                part = [r for r in report.results if r.kind == kind]
+                reports.append(summarise(f"{report.name}:{kind}", part))
     return reports
 
 
 def confidences(reports: list[SetReport]) -> tuple[list[float], list[float]]:
-    """The confidences of the answerable questions, and of the rest."""
-    results = [r for report in reports for r in report.results]
+    """The confidences of the answerable questions, and of the rest (each question once)."""
+    results = list({id(r): r for report in reports for r in report.results}.values())
     good = [r.confidence for r in results if r.answerable]
     bad = [r.confidence for r in results if not r.answerable]
     return good, bad
@@ -310,17 +333,37 @@ def citation_lengths(bot, reports: list[SetReport]) -> tuple[float, float]:
 
 def format_table(reports: list[SetReport]) -> str:
     """A plain-text table of the figures of several reports."""
-    header = ("set", "n", "Hit@1", "Hit@3", "MRR@5", "answer", "abstain", "p50 ms", "p95 ms")
+    header = (
+        "set",
+        "n",
+        "right@1",
+        "Hit@1",
+        "Hit@3",
+        "MRR@5",
+        "answer",
+        "abstain",
+        "span EM",
+        "span F1",
+        "p50 ms",
+        "p95 ms",
+    )
     rows = [header]
     for r in reports:
+        figures = (
+            r.answered_right,
+            r.hit_at_1,
+            r.hit_at_3,
+            r.mrr_at_5,
+            r.answer_rate,
+            r.abstention_rate,
+            r.span_exact_match,
+            r.span_f1,
+        )
         rows.append(
             (
                 r.name,
                 str(r.questions),
-                *(
-                    "-" if v is None else f"{v:.3f}"
-                    for v in (r.hit_at_1, r.hit_at_3, r.mrr_at_5, r.answer_rate, r.abstention_rate)
-                ),
+                *("-" if v is None else f"{v:.3f}" for v in figures),
                 f"{r.latency_p50_ms:.1f}",
                 f"{r.latency_p95_ms:.1f}",
             )
@@ -340,6 +383,8 @@ def write_report(reports: list[SetReport], folder: Path, stem: str) -> Path:
     misses = folder / f"{stem}-misses.txt"
     with open(misses, "w", encoding="utf-8") as handle:
         for report in reports:
+            if ":" in report.name:
+                continue  # a kind's report repeats its file's questions
             for r in report.results:
                 wrong = (r.answerable and (r.rank != 1 or r.abstained)) or (
                     not r.answerable and not r.abstained

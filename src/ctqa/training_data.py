@@ -1,0 +1,164 @@
+"""Training and tuning data for the reader, from SQuAD 2.0 (`eval/squad-train/`).
+
+The articles are split three ways, by article, so that nothing chosen on one part has seen it:
+- training: 14 articles; the reader learns from their questions;
+- tuning: 4 articles, indexed on their own; the weights and the threshold that turn the reader's
+  scores into a ranking and an abstention are chosen on their questions;
+- tuning outside: 2 more articles whose questions are asked of the tuning index (it should
+  abstain on all of them).
+
+A question becomes (question, passage) pairs: its own passage (the answer, or SQuAD 2.0's
+adversarial no-answer), and the passages that ctqa's retrieval ranks highest but that do not hold
+an answer: the negatives the reader meets when it reads what retrieval proposes.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import PROJECT_ROOT
+
+SQUAD_TRAIN = PROJECT_ROOT / "eval" / "squad-train"
+TUNING_ARTICLES = ("IPod", "Normans", "Private_school", "Solar_energy")
+TUNING_OUTSIDE = ("Harvard_University", "To_Kill_a_Mockingbird")
+
+
+@dataclass(frozen=True)
+class SquadQuestion:
+    """One question of a SQuAD-format file; `paragraph` is 0-based in its article."""
+
+    id: str
+    title: str
+    file: str
+    paragraph: int
+    question: str
+    answers: tuple[str, ...]
+    answerable: bool
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A question and a passage to read; `span` is the answer's (start, end) in `passage`, or
+    None when the passage does not answer."""
+
+    question_id: str
+    question: str
+    passage: str
+    span: tuple[int, int] | None
+
+
+def load_squad(path: Path) -> list[SquadQuestion]:
+    """The questions of a SQuAD-format JSON-lines file."""
+    questions = []
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                row = json.loads(line)
+                questions.append(
+                    SquadQuestion(
+                        id=row["id"],
+                        title=row["title"],
+                        file=row["file"],
+                        paragraph=int(row["paragraph"]),
+                        question=row["question"],
+                        answers=tuple(row.get("answers", ())),
+                        answerable=bool(row["answerable"]),
+                    )
+                )
+    return questions
+
+
+def article_key(name: str) -> str:
+    """A title or file stem, reduced so that the two compare.
+
+    >>> article_key("Fresno,_California") == article_key("Fresno_California")
+    True
+    """
+    return "".join(c for c in name.lower() if c.isalnum())
+
+
+def split(questions: list[SquadQuestion]) -> dict[str, list[SquadQuestion]]:
+    """Questions by part: "train", "tuning", "outside" (see the module's docstring)."""
+    tuning = {article_key(t) for t in TUNING_ARTICLES}
+    outside = {article_key(t) for t in TUNING_OUTSIDE}
+    parts: dict[str, list[SquadQuestion]] = {"train": [], "tuning": [], "outside": []}
+    for q in questions:
+        key = article_key(q.title)
+        parts["tuning" if key in tuning else "outside" if key in outside else "train"].append(q)
+    return parts
+
+
+def corpus_of(questions: list[SquadQuestion], source: Path, folder: Path) -> Path:
+    """A corpus folder holding the articles of `questions` (copied from `source`)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    wanted = {q.file for q in questions}
+    for stale in folder.glob("*.txt"):
+        if stale.name not in wanted:
+            stale.unlink()
+    for name in sorted(wanted):
+        target = folder / name
+        if not target.exists() or target.read_bytes() != (source / name).read_bytes():
+            shutil.copyfile(source / name, target)
+    return folder
+
+
+def answer_span(passage: str, answers: tuple[str, ...]) -> tuple[int, int] | None:
+    """Where the first annotator's answer (else the next one's) first occurs in `passage`.
+
+    >>> answer_span("Paris, in November 2021.", ("November", "2021"))
+    (10, 18)
+    """
+    for answer in answers:
+        at = passage.find(answer) if answer else -1
+        if at >= 0:
+            return at, at + len(answer)
+    return None
+
+
+def pairs_for(
+    question: SquadQuestion, own: list[str], ranked: list[str], negatives: int
+) -> list[Pair]:
+    """The pairs of one question: `own` are the passages of its paragraph, `ranked` what
+    retrieval proposes, best first. Own passages are read with their answer (or none: the
+    adversarial questions); up to `negatives` of the others that hold no answer string follow.
+    """
+    pairs = []
+    for text in own:
+        span = answer_span(text, question.answers) if question.answerable else None
+        pairs.append(Pair(question.id, question.question, text, span))
+    taken = 0
+    for text in ranked:
+        if taken == negatives:
+            break
+        if text in own or any(a and a in text for a in question.answers):
+            continue  # its own, or another passage that may well answer it
+        pairs.append(Pair(question.id, question.question, text, None))
+        taken += 1
+    return pairs
+
+
+def training_pairs(
+    questions: list[SquadQuestion],
+    bot,
+    negatives: int,
+    candidates: int,
+    seed: int,
+) -> list[Pair]:
+    """Pairs for every question, its negatives drawn from the first `candidates` passages that
+    `bot` (over the questions' own articles) ranks for it. Shuffled with `seed`."""
+    index = bot.retriever.index
+    by_paragraph: dict[tuple[str, int], list[str]] = {}
+    for p in index.passages:
+        by_paragraph.setdefault((article_key(p.doc_id), p.paragraph), []).append(p.text)
+    pairs = []
+    for q in questions:
+        own = by_paragraph.get((article_key(q.title), q.paragraph + 1), [])
+        ranking = bot.retriever.search(q.question, candidates)
+        ranked = [hit.passage.text for hit in ranking.hits]
+        pairs.extend(pairs_for(q, own, ranked, negatives))
+    random.Random(seed).shuffle(pairs)
+    return pairs

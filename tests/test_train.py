@@ -1,0 +1,89 @@
+"""`make model`'s parts on a tiny slice: a few steps lower the loss, a stopped run resumes, and
+the export loads and reads."""
+
+import numpy as np
+import pytest
+
+from ctqa.reader import Reader, open_session, pair_tokenizer
+from ctqa.training_data import SQUAD_TRAIN, load_squad, pairs_for, split
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def slice_pairs():
+    """Pairs of 12 training questions: their paragraph, and one other as a negative."""
+    questions = split(load_squad(SQUAD_TRAIN / "questions.jsonl"))["train"][:12]
+    article = (SQUAD_TRAIN / "corpus" / questions[0].file).read_text(encoding="utf-8")
+    paragraphs = article.split("\n\n")
+    pairs = []
+    for q in questions:
+        others = [p for i, p in enumerate(paragraphs[:12]) if i != q.paragraph]
+        pairs += pairs_for(q, [paragraphs[q.paragraph]], others, negatives=1)
+    return pairs
+
+
+def tiny_config(**changes):
+    from ctqa.train import TrainConfig
+
+    settings = dict(steps=12, batch_size=8, frozen_layers=4, learning_rate=3e-4, warmup=0.1)
+    return TrainConfig(**{**settings, "checkpoint_every": 4, **changes})
+
+
+def fresh_net():
+    from ctqa.encoder import model_dir, verified_weights
+    from ctqa.reader_net import from_minilm
+
+    return from_minilm(verified_weights(model_dir()), seed=13)
+
+
+def test_a_few_steps_lower_the_loss_and_the_export_reads(slice_pairs, tmp_path):
+    from ctqa.reader_export import SHARED, export_reader, ship_float32
+    from ctqa.train import encode_pairs, train_net
+
+    encoded, targets = encode_pairs(pair_tokenizer(max_tokens=128), slice_pairs)
+    assert targets[:, 0].sum() >= 8  # the answering pairs kept their spans
+    net = fresh_net()
+    losses, _ = train_net(net, encoded, targets, tiny_config(), tmp_path, log=lambda m: None)
+    assert len(losses) == 12
+    assert np.mean(losses[-3:]) < 0.8 * np.mean(losses[:3])
+    export = export_reader(net, tmp_path / "out", tmp_path, threads=2, log=lambda m: None)
+    assert export["float32_difference"] < 1e-3
+    session = open_session(tmp_path / "out" / export["file"], 2)
+    passage = slice_pairs[0].passage
+    reading = Reader(session, pair_tokenizer(), None, {}).read(slice_pairs[0].question, [passage])
+    assert np.isfinite(reading[0].logit)
+    assert 0 <= reading[0].span[0] < reading[0].span[1] <= len(passage)
+    # float32 ships without MiniLM's word embeddings, put back on load: the same readings
+    shipped = ship_float32(tmp_path / "out", dict(export))
+    assert shipped["shipped_bytes"] < 0.6 * export["float32_bytes"]
+    full = Reader(open_session(export["float32_file"], 2), pair_tokenizer(), None, {})
+    lean = Reader(
+        open_session(tmp_path / "out" / "reader.onnx", 2, SHARED), pair_tokenizer(), None, {}
+    )
+    question = slice_pairs[0].question
+    assert lean.read(question, [passage]) == full.read(question, [passage])
+
+
+def test_a_stopped_run_resumes_from_its_checkpoint(slice_pairs, tmp_path, monkeypatch):
+    import ctqa.train as train
+
+    encoded, targets = train.encode_pairs(pair_tokenizer(max_tokens=128), slice_pairs)
+    config = tiny_config(steps=8)
+    calls = {"n": 0}
+    real_loss = train.loss_of
+
+    def stops_at_step_six(*args):
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise KeyboardInterrupt
+        return real_loss(*args)
+
+    monkeypatch.setattr(train, "loss_of", stops_at_step_six)
+    with pytest.raises(KeyboardInterrupt):
+        train.train_net(fresh_net(), encoded, targets, config, tmp_path, log=lambda m: None)
+    monkeypatch.setattr(train, "loss_of", real_loss)
+    said = []
+    losses, _ = train.train_net(fresh_net(), encoded, targets, config, tmp_path, log=said.append)
+    assert "resuming at step 4 of 8" in said
+    assert len(losses) == 8
