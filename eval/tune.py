@@ -23,7 +23,8 @@ import numpy as np
 
 from ctqa.bot import Bot
 from ctqa.config import Settings
-from ctqa.training_data import SQUAD_TRAIN, article_key, corpus_of, load_squad, split
+from ctqa.evaluate import is_hit
+from ctqa.training_data import SQUAD_TRAIN, corpus_of, load_squad, split
 
 SIGNALS = ("dense", "unit", "coverage", "names")
 GRID = {
@@ -56,14 +57,7 @@ def search(part: str, limit: int | None, candidates: int, seed: int) -> list[Sea
     for q in questions:
         hits = retriever.search(q.question, k=candidates).hits
         signals = np.array([[getattr(h, s) for s in SIGNALS] for h in hits], np.float32)
-        answers = np.array(
-            [
-                article_key(h.passage.doc_id) == article_key(q.title)
-                and any(a in h.passage.text for a in q.answers)
-                for h in hits
-            ],
-            dtype=bool,
-        )
+        answers = np.array([is_hit(h.passage, q) for h in hits], dtype=bool)
         if len(hits):
             found.append(Searched(signals, answers))
     return found

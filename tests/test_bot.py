@@ -7,7 +7,8 @@ import time
 import pytest
 
 from ctqa import Answer, BadQuestion, Bot, Citation, Settings
-from ctqa.bot import clean_question, is_follow_up, resolve_query, user_turns
+from ctqa.bot import is_follow_up, resolve_query
+from ctqa.questions import clean_question, user_turns
 from ctqa.render import escape_markdown
 
 BAD_QUESTIONS = [

@@ -51,16 +51,14 @@ def test_a_few_steps_lower_the_loss_and_the_export_reads(slice_pairs, tmp_path):
     assert export["float32_difference"] < 1e-3
     session = open_session(tmp_path / "out" / export["file"], 2)
     passage = slice_pairs[0].passage
-    reading = Reader(session, pair_tokenizer(), None, {}).read(slice_pairs[0].question, [passage])
+    reading = Reader(session, pair_tokenizer()).read(slice_pairs[0].question, [passage])
     assert np.isfinite(reading[0].logit)
     assert 0 <= reading[0].span[0] < reading[0].span[1] <= len(passage)
     # float32 ships without MiniLM's word embeddings, put back on load: the same readings
     shipped = ship_float32(tmp_path / "out", dict(export))
     assert shipped["shipped_bytes"] < 0.6 * export["float32_bytes"]
-    full = Reader(open_session(export["float32_file"], 2), pair_tokenizer(), None, {})
-    lean = Reader(
-        open_session(tmp_path / "out" / "reader.onnx", 2, SHARED), pair_tokenizer(), None, {}
-    )
+    full = Reader(open_session(export["float32_file"], 2), pair_tokenizer())
+    lean = Reader(open_session(tmp_path / "out" / "reader.onnx", 2, SHARED), pair_tokenizer())
     question = slice_pairs[0].question
     assert lean.read(question, [passage]) == full.read(question, [passage])
 
@@ -87,3 +85,23 @@ def test_a_stopped_run_resumes_from_its_checkpoint(slice_pairs, tmp_path, monkey
     losses, _ = train.train_net(fresh_net(), encoded, targets, config, tmp_path, log=said.append)
     assert "resuming at step 4 of 8" in said
     assert len(losses) == 8
+
+
+def test_the_network_gives_minilm_s_own_hidden_states():
+    import torch
+    from transformers import AutoModel
+
+    from ctqa.encoder import model_dir
+    from ctqa.reader import batch_arrays, encode_pair
+
+    net = fresh_net().eval()
+    tokenizer = pair_tokenizer()
+    feed = batch_arrays([encode_pair(tokenizer, "Who led?", "Mahaveer Singhvi led it.")])
+    ids, mask, types = (
+        torch.from_numpy(feed[k]) for k in ("input_ids", "attention_mask", "token_type_ids")
+    )
+    bert = AutoModel.from_pretrained(str(model_dir()), local_files_only=True).eval()
+    with torch.no_grad():
+        ours = net.lower(ids, mask, types, net.shape.layers)
+        theirs = bert(input_ids=ids, attention_mask=mask, token_type_ids=types).last_hidden_state
+    assert torch.allclose(ours, theirs, atol=1e-4)

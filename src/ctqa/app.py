@@ -34,7 +34,7 @@ from .bot import Answer, Citation  # noqa: E402
 from .chunking import paragraph_spans  # noqa: E402
 from .config import CONCURRENCY, QUEUE_SIZE  # noqa: E402
 from .errors import BadQuestion, CtqaError  # noqa: E402
-from .render import escape_markdown, html_mark, reply  # noqa: E402
+from .render import around_answer, escape_markdown, html_mark, reply  # noqa: E402
 
 EXAMPLES = [
     "Who led the Indian delegation?",
@@ -227,10 +227,11 @@ def _paragraph_html(text: str, number: int, start: int, end: int, c: Citation | 
 
 def _sentence_html(text: str, start: int, end: int, answer: tuple[int, int] | None) -> str:
     """The answering sentence, its answer span (when inside it) in bold."""
-    if answer is None or not start <= answer[0] < answer[1] <= end:
+    parts = around_answer(text, start, end, answer)
+    if parts is None:
         return _safe(text[start:end])
-    a, b = answer
-    return _safe(text[start:a]) + f"<b>{_safe(text[a:b])}</b>" + _safe(text[b:end])
+    before, span, after = (_safe(p) for p in parts)
+    return f"{before}<b>{span}</b>{after}"
 
 
 def citation_choices(answer: Answer) -> list[tuple[str, str]]:

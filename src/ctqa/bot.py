@@ -1,4 +1,4 @@
-"""`Bot` and `answer`: validate the question, resolve follow-ups, retrieve, abstain or cite.
+"""`Bot` and `answer`: resolve follow-ups, retrieve, read (when on), abstain or cite.
 
 >>> from ctqa import answer                                  # doctest: +SKIP
 >>> a = answer("Who led the French delegation?")            # doctest: +SKIP
@@ -14,13 +14,13 @@ import os
 import re
 import sys
 import threading
-import unicodedata
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .config import Settings
-from .errors import BadQuestion, CtqaError
+from .errors import CtqaError
 from .lexical import query_terms, terms
+from .questions import check_k, clean_question, user_turns
 from .render import reply
 
 CONNECTIVE = re.compile(
@@ -112,8 +112,9 @@ EXISTENTIAL_THERE = re.compile(
 class Citation:
     """A cited passage: `text == statement file text[start:end]`; `highlight` is the
     (start, end) of the answering sentence and `answer` that of the answer span the reader
-    marked in it, in the same coordinates. `score` is the reader's probability that the passage
-    answers (None for a passage past those it read: `k` above the passages it reads)."""
+    marked in it (None with the reader off), in the same coordinates. `score` is the reader's
+    probability that the passage answers, or with the reader off retrieval's score (None for a
+    passage past those the reader read, when `k` is larger)."""
 
     doc_id: str
     title: str
@@ -152,87 +153,6 @@ class Answer:
     text: str
     confidence: float = 0.0
     nearest: list[Citation] = field(default_factory=list)
-
-
-def clean_question(question: object, limit: int) -> str:
-    """The question as text to search, or `BadQuestion` saying what to fix.
-
-    >>> clean_question("  Who led\\tthe delegation? ", 1000)
-    'Who led the delegation?'
-    """
-    if not isinstance(question, str):
-        raise BadQuestion(
-            f"the question must be text, not {type(question).__name__}; pass a string such as "
-            "'Who led the Indian delegation?'."
-        )
-    if any("\ud800" <= c <= "\udfff" for c in question):
-        raise BadQuestion("the question contains invalid characters (lone surrogates); retype it.")
-    if any(unicodedata.category(c) == "Cc" and c not in "\t\n\r" for c in question):
-        raise BadQuestion(
-            "the question contains control characters (such as NUL); remove them and ask again."
-        )
-    text = " ".join(question.split())
-    if not text:
-        raise BadQuestion(
-            "the question is empty; type a question, e.g. 'Who led the Indian delegation?'."
-        )
-    if len(text) > limit:
-        raise BadQuestion(
-            f"the question is {len(text):,} characters long, over the limit of {limit:,}; "
-            "shorten it to what you want to know."
-        )
-    if not any(c.isalnum() for c in text):
-        raise BadQuestion("the question has no words in it; ask it in words.")
-    return text
-
-
-def check_k(k: object, limit: int) -> int:
-    """`k` as a whole number from 1 to `limit`, or `BadQuestion`."""
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= limit:
-        raise BadQuestion(
-            f"k (the number of passages) must be a whole number from 1 to {limit}, not {k!r}."
-        )
-    return k
-
-
-def user_turns(history: object, limit: int, max_chars: int) -> list[str]:
-    """The user's earlier questions from `history` (strings, or chat messages with `role` and
-    `content`), oldest first, at most the last `limit`."""
-    if history is None:
-        return []
-    if isinstance(history, (str, bytes)) or not isinstance(history, (list, tuple)):
-        raise BadQuestion(
-            "history must be a list of earlier questions or of chat messages "
-            "({'role': 'user', 'content': '...'}), oldest first."
-        )
-    turns = []
-    for item in list(history)[-2 * limit :]:
-        if isinstance(item, str):
-            content = item
-        elif isinstance(item, dict) and "content" in item:
-            if item.get("role", "user") != "user":
-                continue
-            content = _message_text(item["content"])
-        else:
-            raise BadQuestion(
-                f"history entries must be strings or chat messages with 'role' and 'content', "
-                f"not {type(item).__name__}."
-            )
-        try:
-            turns.append(clean_question(content, max_chars))
-        except BadQuestion:
-            continue  # an earlier unusable turn does not spoil this question
-    return turns[-limit:]
-
-
-def _message_text(content: object) -> str:
-    """Text of a chat message's content: a string, or a list of parts with 'text'."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, (list, tuple)):
-        parts = (p.get("text") if isinstance(p, dict) else p for p in content)
-        return " ".join(p for p in parts if isinstance(p, str))
-    return ""
 
 
 def is_follow_up(question: str) -> bool:
@@ -367,6 +287,11 @@ class Bot:
                 self._reader = load_reader(self.settings.threads)
             return self._reader
 
+    def abstain_below(self) -> float:
+        """The confidence below which the bot abstains: the reader's, or retrieval's."""
+        reader = self.reader()
+        return reader.calibration.abstain_below if reader else self.settings.abstain_below
+
     def answer(
         self,
         question: str,
@@ -385,12 +310,11 @@ class Bot:
         ranking = retriever.search(query, max(k, read), doc_ids)
         if reader is None:
             citations = [self._citation(h, retriever.index, score=h.score) for h in ranking.hits]
-            confidence, threshold = ranking.confidence, s.abstain_below
+            confidence = ranking.confidence
         else:
             citations, confidence = self._read(reader, ranking, retriever.index)
-            threshold = reader.calibration.abstain_below
         citations = citations[:k]
-        abstained = not citations or confidence < threshold
+        abstained = not citations or confidence < self.abstain_below()
         shown, nearest = ([], citations) if abstained else (citations, [])
         found = Answer(
             question=text,

@@ -30,11 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .abstention import abstention_auc, confidences
 from .config import PROJECT_ROOT
-from .evaluate import abstention_auc, is_hit, load_questions
+from .evaluate import QuestionResult, is_hit, load_questions, summarise
 from .reader import Calibration, Reader, Reading, open_session, pair_tokenizer, rerank
-from .span_metrics import exact_match, f1
-from .training_data import SQUAD_TRAIN, article_key, corpus_of
+from .training_data import SQUAD_TRAIN, corpus_of
 
 STATEMENT_TUNING = PROJECT_ROOT / "eval" / "statement-tuning" / "questions.jsonl"
 MAX_CANDIDATES = 6
@@ -85,8 +85,7 @@ def squad_questions(parts: dict) -> list[Asked]:
             kind = "outside" if part == "outside" else kind
 
             def hit(p, q=q, kind=kind):
-                same = article_key(p.doc_id) == article_key(q.title)
-                return kind == "answerable" and same and any(a in p.text for a in q.answers)
+                return kind == "answerable" and is_hit(p, q)
 
             asked.append(Asked(q.question, kind, q.answers, hit))
     return asked
@@ -181,29 +180,42 @@ def outcomes(questions: list[TuningQuestion], calibration: Calibration | None):
 
 
 def figures(questions: list[TuningQuestion], calibration: Calibration | None, t: float) -> dict:
-    """The eval's figures on some tuning questions at `calibration` (None: retrieval alone),
-    abstaining below `t`."""
-    got = list(zip(outcomes(questions, calibration), questions, strict=True))
-
-    def mean(values):
-        return round(float(np.mean(values)), 4) if values else None
-
-    answerable = [(g, q) for g, q in got if q.kind == "answerable"]
-    others = [(g, q) for g, q in got if q.kind != "answerable"]
-    right = [(g, q) for g, q in answerable if g[1] and g[0] >= t]
+    """The eval's figures (`evaluate.summarise`) on some tuning questions at `calibration`
+    (None: retrieval alone), abstaining below `t`."""
+    results = [
+        QuestionResult(
+            id="",
+            question="",
+            query="",
+            answerable=q.kind == "answerable",
+            kind=q.kind,
+            abstained=probability < t,
+            rank=1 if hit else None,
+            confidence=probability,
+            latency_ms=0.0,
+            span=span if calibration is not None else None,
+            answers=q.answers,
+        )
+        for (probability, hit, span), q in zip(
+            outcomes(questions, calibration), questions, strict=True
+        )
+    ]
+    report = summarise("tuning", results)
     found = {
-        "answered_and_right": mean([g[1] and g[0] >= t for g, _ in answerable]),
-        "hit_at_1": mean([g[1] for g, _ in answerable]),
-        "answer_rate": mean([g[0] >= t for g, _ in answerable]),
-        "unanswerable_abstention": mean([g[0] < t for g, _ in others]),
+        "answered_and_right": report.answered_right,
+        "hit_at_1": report.hit_at_1,
+        "answer_rate": report.answer_rate,
+        "unanswerable_abstention": report.abstention_rate,
     }
-    for kind in sorted({q.kind for _, q in others}):
-        found[f"abstention_{kind}"] = mean([g[0] < t for g, q in others if q.kind == kind])
-    good, bad = [g[0] for g, _ in answerable], [g[0] for g, _ in others]
+    kinds = {r.kind for r in results if not r.answerable}
+    for kind in sorted(kinds):  # each kind, even when the part has one
+        part = summarise(kind, [r for r in results if r.kind == kind])
+        found[f"abstention_{kind}"] = part.abstention_rate
+    good, bad = confidences([report])
     found["auc"] = round(abstention_auc(good, bad), 4) if good and bad else None
     if calibration is not None:
-        found["span_exact_match"] = mean([exact_match(g[2], q.answers) for g, q in right])
-        found["span_f1"] = mean([f1(g[2], q.answers) for g, q in right])
+        found["span_exact_match"] = report.span_exact_match
+        found["span_f1"] = report.span_f1
     return found
 
 
@@ -265,10 +277,8 @@ def calibrate(out: Path, export: dict, parts: dict, work: Path, config, log=prin
 
     tokenizer = pair_tokenizer()
     readers = {
-        "int8": Reader(open_session(out / export["file"], config.threads), tokenizer, None, {}),
-        "float32": Reader(
-            open_session(Path(export["float32_file"]), config.threads), tokenizer, None, {}
-        ),
+        "int8": Reader(open_session(out / export["file"], config.threads), tokenizer),
+        "float32": Reader(open_session(Path(export["float32_file"]), config.threads), tokenizer),
     }
     corpus = corpus_of(parts["tuning"], SQUAD_TRAIN / "corpus", work / "corpus-tuning")
     squad_bot = Bot(corpus=corpus, index=work / "index-tuning", log=log)

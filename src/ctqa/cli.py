@@ -192,7 +192,7 @@ def cmd_eval(args) -> int:
             for report in reports:
                 report.name += label
             all_reports.extend(reports)
-            if mode in ("weighted", "reader"):
+            if mode in (shipped, "weighted", "reader"):
                 print_summary(name, mode, bot, reports, args.out if mode == shipped else None)
     print(format_table(all_reports))
     path = write_report(all_reports, args.out, "eval")
@@ -202,7 +202,8 @@ def cmd_eval(args) -> int:
 
 def print_summary(name: str, mode: str, bot, reports, pictures: Path | None) -> None:
     """The citation lengths and abstention AUCs of one mode; with `pictures`, the trade-off."""
-    from .evaluate import abstention_aucs, citation_lengths, plot_abstention
+    from .abstention import abstention_aucs, plot_abstention
+    from .evaluate import citation_lengths
 
     first, paragraph = citation_lengths(bot, reports)
     aucs = ", ".join(f"{n} {a:.3f}" for n, a in abstention_aucs(reports).items())
@@ -211,10 +212,9 @@ def print_summary(name: str, mode: str, bot, reports, pictures: Path | None) -> 
         f"{paragraph:.0f} chars; abstention ROC AUC against {aucs or '-'}"
     )
     if pictures is not None:
-        reader = bot.reader()
-        threshold = reader.calibration.abstain_below if reader else bot.settings.abstain_below
         title = f"{name}: answer vs abstention ({mode})"
-        picture = plot_abstention(reports, threshold, pictures / f"abstention-{name}.png", title)
+        path = pictures / f"abstention-{name}.png"
+        picture = plot_abstention(reports, bot.abstain_below(), path, title)
         line += f"; trade-off: {picture}"
     print(line)
 

@@ -90,6 +90,7 @@ class SetReport:
     results: list[QuestionResult]
     span_exact_match: float | None = None  # over the questions answered and right
     span_f1: float | None = None
+    kind: str = ""  # set when the report holds one kind of its file's questions only
 
 
 def default_sets() -> dict[str, EvalSet]:
@@ -133,17 +134,24 @@ def load_questions(path: Path, outside: bool = False) -> list[EvalQuestion]:
     return questions
 
 
-def same_doc(doc_id: str, name: str) -> bool:
-    """Document ids match ignoring case and punctuation.
+def doc_key(name: str) -> str:
+    """A document id, title or file stem reduced so that they compare: lowercase, letters and
+    digits only.
 
-    >>> same_doc("Victoria_Australia", "Victoria_(Australia)")
+    >>> doc_key("Victoria_(Australia)") == doc_key("Victoria_Australia")
     True
     """
-    return re.sub(r"[\W_]+", "", doc_id).lower() == re.sub(r"[\W_]+", "", name).lower()
+    return re.sub(r"[\W_]+", "", name).lower()
 
 
-def is_hit(citation, question: EvalQuestion) -> bool:
-    """A citation answers when it comes from the right statement and holds an answer string."""
+def same_doc(doc_id: str, name: str) -> bool:
+    """Document ids match ignoring case and punctuation."""
+    return doc_key(doc_id) == doc_key(name)
+
+
+def is_hit(citation, question) -> bool:
+    """A citation (or passage) answers when it comes from the question's `doc` and holds one of
+    its `answers`."""
     if question.doc is not None and not same_doc(citation.doc_id, question.doc):
         return False
     return any(a in citation.text for a in question.answers)
@@ -228,6 +236,20 @@ def run_file(
     return summarise(path.stem, results)
 
 
+def kind_reports(report: SetReport) -> list[SetReport]:
+    """One report per kind of unanswerable question (near-topic, off-topic...) when the file
+    holds several, named `file:kind`."""
+    kinds = sorted({r.kind for r in report.results if not r.answerable and r.kind})
+    if len(kinds) < 2:
+        return []
+    found = []
+    for kind in kinds:
+        part = summarise(f"{report.name}:{kind}", [r for r in report.results if r.kind == kind])
+        part.kind = kind
+        found.append(part)
+    return found
+
+
 def run_set(bot, eval_set: EvalSet, limit: int | None = None) -> list[SetReport]:
     """Reports for every file of a set, named `set/file`; a file of unanswerable questions of
     several kinds (near-topic, off-topic) also gets one report per kind, `set/file:kind`."""
@@ -238,85 +260,8 @@ def run_set(bot, eval_set: EvalSet, limit: int | None = None) -> list[SetReport]
         report = run_file(bot, path, limit=limit, outside=outside)
         report.name = f"{eval_set.name}/{report.name}"
         reports.append(report)
-        kinds = sorted({r.kind for r in report.results if not r.answerable and r.kind})
-        if len(kinds) > 1:
-            for kind in kinds:
-                part = [r for r in report.results if r.kind == kind]
-                reports.append(summarise(f"{report.name}:{kind}", part))
+        reports.extend(kind_reports(report))
     return reports
-
-
-def confidences(reports: list[SetReport]) -> tuple[list[float], list[float]]:
-    """The confidences of the answerable questions, and of the rest (each question once)."""
-    results = list({id(r): r for report in reports for r in report.results}.values())
-    good = [r.confidence for r in results if r.answerable]
-    bad = [r.confidence for r in results if not r.answerable]
-    return good, bad
-
-
-def abstention_auc(good: list[float], bad: list[float]) -> float:
-    """ROC AUC of the confidence as a test of answerability: the chance that an answerable
-    question's confidence (`good`) is above an unanswerable one's (`bad`), ties counting half.
-
-    >>> abstention_auc([0.9, 0.5], [0.5, 0.1])
-    0.875
-    """
-    import numpy as np
-
-    bad_sorted = np.sort(bad)
-    below = np.searchsorted(bad_sorted, good, "left")
-    ties = np.searchsorted(bad_sorted, good, "right") - below
-    return float((below.sum() + 0.5 * ties.sum()) / (len(good) * len(bad)))
-
-
-def abstention_aucs(reports: list[SetReport]) -> dict[str, float]:
-    """`abstention_auc` of the answerable questions of all `reports` against the unanswerable
-    ones of each report that has some, by report name."""
-    good, _ = confidences(reports)
-    found = {}
-    for report in reports:
-        _, bad = confidences([report])
-        if good and bad:
-            found[report.name] = abstention_auc(good, bad)
-    return found
-
-
-def abstention_curve(reports: list[SetReport], thresholds) -> list[tuple[float, float, float]]:
-    """(threshold, answer rate on answerable, abstention rate on the rest) at each threshold."""
-    good, bad = confidences(reports)
-    return [
-        (
-            t,
-            sum(c >= t for c in good) / max(1, len(good)),
-            sum(c < t for c in bad) / max(1, len(bad)),
-        )
-        for t in thresholds
-    ]
-
-
-def plot_abstention(reports: list[SetReport], chosen: float, path: Path, title: str) -> Path:
-    """PNG of answer rate and abstention rate against the abstention threshold."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    thresholds = [i / 200 for i in range(0, 201)]
-    curve = abstention_curve(reports, thresholds)
-    fig, ax = plt.subplots(figsize=(6.4, 4))
-    ax.plot(thresholds, [c[1] for c in curve], label="answer rate (answerable questions)")
-    ax.plot(thresholds, [c[2] for c in curve], label="abstention rate (unanswerable questions)")
-    ax.axvline(chosen, color="grey", linestyle="--", label=f"shipped threshold {chosen:.2f}")
-    ax.set_xlabel("abstention threshold on confidence")
-    ax.set_ylabel("rate")
-    ax.set_title(title)
-    ax.set_ylim(0, 1.02)
-    ax.legend(loc="lower left", fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
 
 
 def citation_lengths(bot, reports: list[SetReport]) -> tuple[float, float]:
@@ -383,7 +328,7 @@ def write_report(reports: list[SetReport], folder: Path, stem: str) -> Path:
     misses = folder / f"{stem}-misses.txt"
     with open(misses, "w", encoding="utf-8") as handle:
         for report in reports:
-            if ":" in report.name:
+            if report.kind:
                 continue  # a kind's report repeats its file's questions
             for r in report.results:
                 wrong = (r.answerable and (r.rank != 1 or r.abstained)) or (

@@ -2,9 +2,11 @@
 passage retrieval proposes. For each it gives a logit that the passage answers, and the answer's
 span in it, SQuAD 2.0 style. It runs on ONNX Runtime; torch is never imported here.
 
-The model ships in `src/ctqa/models/`: `reader.onnx` (int8), and `reader.json`, its record: the
-file's sha256 (checked on every load), the training run, and the weights and threshold chosen on
-the tuning split that turn its scores into an order and an abstention (`Calibration`).
+The model ships in `src/ctqa/models/`: `reader.onnx` (float32 without the word embeddings it
+shares with the bundled MiniLM, or int8 when that keeps the tuning figures), and `reader.json`,
+its record: the file's sha256 (checked on every load), the training run, and the weights and
+threshold chosen on the tuning split that turn its scores into an order and an abstention
+(`Calibration`).
 
 >>> reader = load_reader(threads=2)                                   # doctest: +SKIP
 >>> r = reader.read("Who led the Indian delegation?", [passage])[0]  # doctest: +SKIP
@@ -153,13 +155,13 @@ def readings(
 
 
 class Reader:
-    """The loaded reader: `read(question, passages)` gives one `Reading` per passage."""
+    """The loaded reader: `read(question, passages)` gives one `Reading` per passage;
+    `calibration` turns readings into an order and an abstention (None while calibrating)."""
 
-    def __init__(self, session, tokenizer, calibration: Calibration, record: dict):
+    def __init__(self, session, tokenizer, calibration: Calibration | None = None):
         self.session = session
         self.tokenizer = tokenizer
         self.calibration = calibration
-        self.record = record
         self._lock = threading.Lock()  # one session, run by one question at a time
 
     def read(self, question: str, passages: list[str]) -> list[Reading]:
@@ -171,13 +173,9 @@ class Reader:
         return readings(outputs, pairs)
 
 
-def record_path(folder: Path = MODEL_FOLDER) -> Path:
-    return folder / "reader.json"
-
-
 def read_record(folder: Path = MODEL_FOLDER) -> dict:
     """The shipped reader's record, or `ModelError` saying what to do."""
-    path = record_path(folder)
+    path = folder / "reader.json"
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -246,7 +244,7 @@ def load_reader(threads: int, folder: Path = MODEL_FOLDER) -> Reader:
         )
     calibration = Calibration(**record["calibration"])
     shared = record.get("export", {}).get("shared", ())
-    return Reader(open_session(path, threads, shared), pair_tokenizer(), calibration, record)
+    return Reader(open_session(path, threads, shared), pair_tokenizer(), calibration)
 
 
 def rerank(

@@ -28,7 +28,8 @@ from torch import nn
 
 @dataclass(frozen=True)
 class ReaderShape:
-    """MiniLM-L6-H384's shape (its `config.json`)."""
+    """The network's shape; the defaults are MiniLM-L6-H384's, and `of_model` reads the
+    bundled model's own `config.json`."""
 
     vocab: int = 30522
     dim: int = 384
@@ -39,6 +40,24 @@ class ReaderShape:
     types: int = 2
     eps: float = 1e-12
     dropout: float = 0.1
+
+    @classmethod
+    def of_model(cls, config: Path) -> ReaderShape:
+        """The shape a BERT `config.json` describes."""
+        import json
+
+        c = json.loads(config.read_text(encoding="utf-8"))
+        return cls(
+            vocab=c["vocab_size"],
+            dim=c["hidden_size"],
+            layers=c["num_hidden_layers"],
+            heads=c["num_attention_heads"],
+            ffn=c["intermediate_size"],
+            positions=c["max_position_embeddings"],
+            types=c["type_vocab_size"],
+            eps=c["layer_norm_eps"],
+            dropout=c["hidden_dropout_prob"],
+        )
 
 
 class Embeddings(nn.Module):
@@ -171,7 +190,7 @@ def minilm_state(weights: Path, shape: ReaderShape) -> dict[str, torch.Tensor]:
 def from_minilm(weights: Path, shape: ReaderShape | None = None, seed: int = 0) -> ReaderNet:
     """A `ReaderNet` with MiniLM's embeddings, layers and pooler, and fresh heads (seeded)."""
     torch.manual_seed(seed)
-    net = ReaderNet(shape)
+    net = ReaderNet(shape or ReaderShape.of_model(weights.parent / "config.json"))
     missing, unexpected = net.load_state_dict(minilm_state(weights, net.shape), strict=False)
     fresh = {n for n in missing if not n.startswith(("answer_head.", "span_head."))}
     if fresh or unexpected:

@@ -56,6 +56,18 @@ def reply(answer, mark: Callable[[str], str] = bold) -> str:
     return "\n".join(lines)
 
 
+def around_answer(text: str, start: int, end: int, answer) -> tuple[str, str, str] | None:
+    """`text[start:end]` (a sentence) cut at the answer span (before, span, after), or None
+    when there is no span inside it.
+
+    >>> around_answer("x Paris hosted it.", 2, 18, (2, 7))
+    ('', 'Paris', ' hosted it.')
+    """
+    if answer is None or not start <= answer[0] < answer[1] <= end:
+        return None
+    return text[start : answer[0]], text[answer[0] : answer[1]], text[answer[1] : end]
+
+
 def quote(c) -> str:
     """The citation's answering sentence, its answer span (when inside it) in bold.
 
@@ -63,14 +75,13 @@ def quote(c) -> str:
     >>> quote(C(text="Paris hosted it.", start=10, highlight=(10, 26), answer=(10, 15)))
     '**Paris** hosted it.'
     """
-    lo, hi = c.highlight
-    sentence = c.text[lo - c.start : hi - c.start]
-    if c.answer is None or not lo <= c.answer[0] < c.answer[1] <= hi:
-        return escape_markdown(sentence).strip()
-    a, b = c.answer[0] - lo, c.answer[1] - lo
-    parts = [sentence[:a], sentence[a:b].strip(), sentence[b:]]
+    lo, hi = c.highlight[0] - c.start, c.highlight[1] - c.start
+    answer = None if c.answer is None else (c.answer[0] - c.start, c.answer[1] - c.start)
+    parts = around_answer(c.text, lo, hi, answer)
+    if parts is None:
+        return escape_markdown(c.text[lo:hi]).strip()
     before, span, after = (escape_markdown(p) for p in parts)
-    return f"{before}{bold(span)}{after}".strip()
+    return f"{before}{bold(span.strip())}{after}".strip()
 
 
 def where(c) -> str:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import PROJECT_ROOT
+from .evaluate import doc_key
 
 SQUAD_TRAIN = PROJECT_ROOT / "eval" / "squad-train"
 TUNING_ARTICLES = ("IPod", "Normans", "Private_school", "Solar_energy")
@@ -38,6 +39,11 @@ class SquadQuestion:
     question: str
     answers: tuple[str, ...]
     answerable: bool
+
+    @property
+    def doc(self) -> str:
+        """The article it was asked on, as `evaluate.is_hit` matches it."""
+        return self.title
 
 
 @dataclass(frozen=True)
@@ -72,22 +78,13 @@ def load_squad(path: Path) -> list[SquadQuestion]:
     return questions
 
 
-def article_key(name: str) -> str:
-    """A title or file stem, reduced so that the two compare.
-
-    >>> article_key("Fresno,_California") == article_key("Fresno_California")
-    True
-    """
-    return "".join(c for c in name.lower() if c.isalnum())
-
-
 def split(questions: list[SquadQuestion]) -> dict[str, list[SquadQuestion]]:
     """Questions by part: "train", "tuning", "outside" (see the module's docstring)."""
-    tuning = {article_key(t) for t in TUNING_ARTICLES}
-    outside = {article_key(t) for t in TUNING_OUTSIDE}
+    tuning = {doc_key(t) for t in TUNING_ARTICLES}
+    outside = {doc_key(t) for t in TUNING_OUTSIDE}
     parts: dict[str, list[SquadQuestion]] = {"train": [], "tuning": [], "outside": []}
     for q in questions:
-        key = article_key(q.title)
+        key = doc_key(q.title)
         parts["tuning" if key in tuning else "outside" if key in outside else "train"].append(q)
     return parts
 
@@ -153,10 +150,10 @@ def training_pairs(
     index = bot.retriever.index
     by_paragraph: dict[tuple[str, int], list[str]] = {}
     for p in index.passages:
-        by_paragraph.setdefault((article_key(p.doc_id), p.paragraph), []).append(p.text)
+        by_paragraph.setdefault((doc_key(p.doc_id), p.paragraph), []).append(p.text)
     pairs = []
     for q in questions:
-        own = by_paragraph.get((article_key(q.title), q.paragraph + 1), [])
+        own = by_paragraph.get((doc_key(q.title), q.paragraph + 1), [])
         ranking = bot.retriever.search(q.question, candidates)
         ranked = [hit.passage.text for hit in ranking.hits]
         pairs.extend(pairs_for(q, own, ranked, negatives))
