@@ -9,7 +9,7 @@ BENCH_STAMP := $(VENV)/.installed-bench
 export GRADIO_ANALYTICS_ENABLED := False
 export HF_HUB_OFFLINE := 1
 
-.PHONY: run test index eval lint clean loadtest bench bench-index model tune
+.PHONY: run test index eval lint clean loadtest bench bench-index model tune tune-followups
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ model: index
 # Print retrieval's fusion weights chosen on SQuAD's training articles (after `make model`).
 tune: index
 	$(BIN)/python eval/tune.py
+
+# Print the follow-up rule chosen on the conversation set's tuning half (Settings.follow_*).
+tune-followups: index
+	$(BIN)/python eval/tune_followups.py
 
 eval: index
 	$(BIN)/ctqa eval --set all

@@ -51,6 +51,16 @@ def test_answer_quotes_and_cites_the_statement(client):
     assert "Searched for" not in reply
 
 
+def test_the_api_and_answer_take_the_same_turns(client, bot):
+    from ctqa.render import html_mark, reply
+
+    earlier = ["Who led the French delegation?", "What did they say about Afghanistan?"]
+    messages = [{"role": "user", "content": q} for q in earlier]
+    for history in (earlier, messages):
+        api = client.predict("What is his title?", history=history, api_name="/chat")
+        assert api == reply(bot.answer("What is his title?", history=earlier), html_mark)
+
+
 def test_follow_up_uses_the_history(client):
     first = client.predict(INDIAN, api_name="/chat")
     history = [{"role": "user", "content": INDIAN}, {"role": "assistant", "content": first}]

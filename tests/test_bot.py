@@ -7,7 +7,6 @@ import time
 import pytest
 
 from ctqa import Answer, BadQuestion, Bot, Citation, Settings
-from ctqa.bot import is_follow_up, resolve_query
 from ctqa.questions import clean_question, user_turns
 from ctqa.render import escape_markdown
 
@@ -65,46 +64,6 @@ def test_whitespace_is_normalised():
     assert clean_question(" Who\tled\nthe  delegation? ", 1000) == "Who led the delegation?"
 
 
-@pytest.mark.parametrize(
-    "question, follows",
-    [
-        ("And the French one?", True),
-        ("what about his title?", True),
-        ("Where was it held?", True),
-        ("which groups did they name there?", True),  # question words are not its own
-        ("what else shouldn't it be used for?", True),
-        ("how quickly?", True),  # a bare question of one word of its own
-        ("through which bodies?", True),  # prepositions are not its own either
-        ("Through which rivers does the Danube flow?", False),
-        ("Who liked Chopin?", False),  # prepositions match whole words, not stems ("like")
-        ("After which war?", True),
-        ("What is CFT?", False),
-        ("Who led the French delegation?", False),
-        ("Which terrorist groups were named?", False),
-        ("Did they mention ISIS?", False),  # "they": the parties, not an earlier answer
-        ("What did they say about Afghanistan?", False),
-        ("How many lakes are there in Warsaw?", False),  # "are there" points at no place
-    ],
-)
-def test_follow_ups_are_recognised(question, follows):
-    assert is_follow_up(question) is follows
-
-
-def test_follow_up_is_searched_with_the_question_it_follows():
-    earlier = ["Who led the Indian delegation?"]
-    assert (
-        resolve_query("And the French one?", earlier)
-        == "Who led the Indian delegation? And the French one?"
-    )
-    assert resolve_query("Where was the meeting?", earlier) == "Where was the meeting?"
-    assert resolve_query("And the French one?", []) == "And the French one?"
-    # a chain of follow-ups leans on the last standalone question
-    assert (
-        resolve_query("and his title?", earlier + ["And the French one?"])
-        == "Who led the Indian delegation? and his title?"
-    )
-
-
 def test_answer_cites_exact_slices_of_the_statement_files(fake_bot, corpus):
     answer = fake_bot.answer("Engineers from Bengaluru and Toulouse build the payload", k=3)
     assert isinstance(answer, Answer) and not answer.abstained
@@ -135,10 +94,17 @@ def test_unrelated_questions_are_abstained_on(fake_bot):
     assert "do not answer this question" in answer.text
 
 
-def test_a_follow_up_reports_the_query_it_searched(fake_bot):
-    answer = fake_bot.answer("And the French one?", history=["Who led the Indian delegation?"])
-    assert answer.query == "Who led the Indian delegation? And the French one?"
-    assert answer.text.startswith("_Searched for: Who led the Indian delegation? And the French")
+@pytest.mark.parametrize("bias, leans", [(100.0, True), (-100.0, False)])
+def test_the_query_searched_is_the_one_the_rule_chose(corpus, tmp_path, fake_encoder, bias, leans):
+    settings = Settings(abstain_below=0.2, reader="off", follow_bias=bias)
+    bot = Bot(corpus, tmp_path / "ix", settings=settings, encoder=fake_encoder, log=lambda m: m)
+    answer = bot.answer("And the French one?", history=["Who led the Indian delegation?"])
+    if leans:
+        assert answer.query == "Who led the Indian delegation? And the French one?"
+        assert answer.text.startswith("_Searched for: Who led the Indian delegation? And the")
+    else:
+        assert answer.query == "And the French one?"
+        assert "Searched for" not in answer.text
 
 
 def test_markdown_and_html_in_passages_are_shown_as_text():

@@ -192,12 +192,18 @@ def test_an_example_is_asked_in_one_click(open_chat):
     assert page.locator("#question textarea").input_value() == ""
 
 
-def test_a_follow_up_question_uses_the_conversation(open_chat):
+def test_a_follow_up_question_uses_the_conversation_until_it_is_cleared(open_chat):
     page = open_chat()
     ask(page, "Who led the Indian delegation?")
     reply, _ = ask(page, "And the French one?")
     assert "Searched for: Who led the Indian delegation? And the French one?" in reply
     assert "BERTOUX" in reply.split("Cited passages")[1].split("2.")[0]
+    switched, _ = ask(page, "What did they say about Afghanistan?")  # a new subject
+    assert "Searched for" not in switched and "Afghan territory" in switched
+    page.locator("#chat").get_by_role("button", name="Clear").click()
+    page.wait_for_function(f"() => !document.querySelector('{BOT_MESSAGES}')")
+    afresh, _ = ask(page, "And the French one?")
+    assert "Searched for" not in afresh  # nothing before it to lean on
     assert marked(page)[1] == "¶3"
     shot(page, "chat-follow-up.png")
 

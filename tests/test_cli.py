@@ -40,6 +40,17 @@ def test_ask_as_json(tmp_path):
     assert first["source"] == str(SEED)
 
 
+def test_ask_after_earlier_questions_shows_what_was_searched():
+    earlier = ["--after", "Who led the French delegation?"]
+    done = ctqa("ask", "What is his title?", *earlier, "--json")
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert answer["query"] == "Who led the French delegation? What is his title?"
+    assert answer["citations"][0]["paragraph"] == 3
+    text = ctqa("ask", "What is his title?", *earlier).stdout.decode()
+    assert text.startswith("_Searched for: Who led the French delegation? What is his title?_")
+
+
 def test_ask_as_text_reads_stdin():
     done = ctqa("ask", "-", stdin=b"Where was the meeting held?")
     assert done.returncode == 0, done.stderr
@@ -140,3 +151,6 @@ def test_eval_runs_and_writes_a_report(tmp_path):
     assert re.search(r"abstention ROC AUC against statement/unanswerable [01]\.\d{3}", out)
     report = json.loads((tmp_path / "eval.json").read_text())
     assert report[0]["questions"] == 5 and report[0]["hit_at_1"] is not None
+    assert "statement conversations, reported half" in out
+    assert re.search(r"follow-up +\d\.\d{3} \(\d+\) +\d\.\d{3}", out)
+    assert re.search(r"keep their first passage: [01]\.\d{3} of 5", out)

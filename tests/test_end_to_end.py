@@ -72,6 +72,20 @@ def test_follow_up_about_the_french_delegation(real_bot):
     assert "BERTOUX" in answer.citations[0].sentence
 
 
+def test_a_pronoun_follows_the_earlier_answer_and_says_what_was_searched(real_bot):
+    answer = real_bot.answer("What is his title?", history=["Who led the French delegation?"])
+    assert answer.query == "Who led the French delegation? What is his title?"
+    assert answer.citations[0].paragraph == 3 and not answer.abstained
+    assert answer.text.startswith("_Searched for: Who led the French delegation? What is his")
+
+
+def test_a_new_subject_is_searched_on_its_own(real_bot):
+    history = ["Who led the French delegation?"]
+    answer = real_bot.answer("What did they say about Afghanistan?", history=history)
+    assert answer.query == "What did they say about Afghanistan?"
+    assert answer.citations[0].paragraph == 1 and "Searched for" not in answer.text
+
+
 def test_the_answering_sentence_is_highlighted(real_bot):
     answer = real_bot.answer("Where was the meeting held?")
     assert answer.citations[0].sentence.startswith("The two countries held the 15th Meeting")

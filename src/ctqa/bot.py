@@ -1,4 +1,4 @@
-"""`Bot` and `answer`: resolve follow-ups, retrieve, read (when on), abstain or cite.
+"""`Bot` and `answer`: follow the conversation, retrieve, read (when on), abstain or cite.
 
 >>> from ctqa import answer                                  # doctest: +SKIP
 >>> a = answer("Who led the French delegation?")            # doctest: +SKIP
@@ -8,104 +8,18 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
-import re
 import sys
 import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .config import Settings
+from .conversation import FollowUpRule, follow
 from .errors import CtqaError
-from .lexical import query_terms, terms
 from .questions import check_k, clean_question, user_turns
 from .render import reply
-
-CONNECTIVE = re.compile(
-    r"^\s*(and|but|also|so|then|ok|okay|what about|how about|what of|same for|and what about)\b",
-    re.IGNORECASE,
-)
-# Words that point back at an earlier question. Not "they": in a statement it nearly always means
-# the parties themselves ("Did they mention ISIS?").
-REFERRING = frozenset(
-    [
-        "it",
-        "its",
-        "he",
-        "him",
-        "his",
-        "she",
-        "her",
-        "hers",
-        "that",
-        "this",
-        "those",
-        "these",
-        "there",
-        "then",
-        "one",
-        "ones",
-        "other",
-        "others",
-        "same",
-        "former",
-        "latter",
-        "else",
-    ]
-)
-# Prepositions are not a question's own words either: "Through which bodies?" is as bare as
-# "Which bodies?" (the lexical stopwords hold only "by", "in", "of", "on", "to", "with"...).
-# Matched as whole words, before stemming.
-PREPOSITIONS = frozenset(
-    [
-        "about",
-        "above",
-        "across",
-        "after",
-        "against",
-        "along",
-        "among",
-        "around",
-        "before",
-        "behind",
-        "below",
-        "beneath",
-        "beside",
-        "between",
-        "beyond",
-        "during",
-        "except",
-        "from",
-        "inside",
-        "near",
-        "outside",
-        "over",
-        "since",
-        "through",
-        "throughout",
-        "toward",
-        "towards",
-        "under",
-        "until",
-        "upon",
-        "via",
-        "within",
-        "without",
-    ]
-)
-PREPOSITION = re.compile(rf"\b(?:{'|'.join(sorted(PREPOSITIONS))})\b", re.IGNORECASE)
-QUESTION_WORDS = frozenset(["who", "whom", "whose", "what", "which", "when", "where", "why", "how"])
-# "Who is X?", "What are Y?": a whole question however short.
-ASKS_WHAT_IS = re.compile(
-    rf"^\W*(?:{'|'.join(sorted(QUESTION_WORDS))})\s+(?:is|are|was|were)\b", re.IGNORECASE
-)
-# "there" in "are there", "there is": no place it points back to.
-EXISTENTIAL_THERE = re.compile(
-    r"\b(?:is|are|was|were|be|been)\s+there\b|\bthere\s+(?:is|are|was|were|be|been|has|have)\b",
-    re.IGNORECASE,
-)
 
 
 @dataclass(frozen=True)
@@ -153,51 +67,6 @@ class Answer:
     text: str
     confidence: float = 0.0
     nearest: list[Citation] = field(default_factory=list)
-
-
-def is_follow_up(question: str) -> bool:
-    """A question that leans on an earlier one: it opens with a connective ("and", "what
-    about"), refers back ("it", "there", "else") with at most two words of its own to search, or
-    is a bare question of at most three words with at most one of its own ("how quickly?");
-    question words ("which", "did") and prepositions ("through") are not its own.
-
-    >>> is_follow_up("And the French one?"), is_follow_up("Who led the French delegation?")
-    (True, False)
-    >>> is_follow_up("which groups did they name there?"), is_follow_up("Did they mention ISIS?")
-    (True, False)
-    >>> is_follow_up("how quickly?"), is_follow_up("What is CFT?")
-    (True, False)
-    """
-    if CONNECTIVE.match(question):
-        return True
-    words = re.findall(r"[a-z']+", EXISTENTIAL_THERE.sub(" ", question).lower())
-    referring = _referring_terms()
-    content = [t for t in query_terms(PREPOSITION.sub(" ", question)) if t not in referring]
-    if any(w in REFERRING for w in words) and len(content) <= 2:
-        return True
-    bare = len(words) <= 3 and any(w in QUESTION_WORDS for w in words)
-    return bare and len(content) <= 1 and not ASKS_WHAT_IS.match(question)
-
-
-@functools.cache
-def _referring_terms() -> frozenset[str]:
-    """`REFERRING` as `terms` gives them (stemmed: "else" -> "els")."""
-    return frozenset(terms(" ".join(REFERRING)))
-
-
-def resolve_query(question: str, earlier: list[str]) -> str:
-    """What to search: the question itself, or with the question it follows up on.
-
-    >>> resolve_query("And the French one?", ["Who led the Indian delegation?"])
-    'Who led the Indian delegation? And the French one?'
-    """
-    context = None
-    for turn in earlier:
-        if not is_follow_up(turn) or context is None:
-            context = turn
-    if context is None or not is_follow_up(question):
-        return question
-    return f"{context} {question}"
 
 
 def default_index_dir(corpus: Path) -> Path:
@@ -299,15 +168,21 @@ class Bot:
         k: int = 3,
         doc_ids: set[str] | None = None,
     ) -> Answer:
-        """Cited passages answering `question`, best first, or an abstention."""
+        """Cited passages answering `question`, best first, or an abstention. `history` holds
+        the conversation's earlier questions (strings or chat messages), oldest first; a
+        question that leans on them is searched glued after them (see conversation.py), and
+        `Answer.query` says so."""
         s = self.settings
         text = clean_question(question, s.max_question_chars)
         k = check_k(k, s.max_k)
-        query = resolve_query(text, user_turns(history, s.max_history_turns, s.max_question_chars))
+        earlier = user_turns(history, s.max_history_turns, s.max_question_chars)
         retriever = self.retriever  # one generation for the whole answer
         reader = self.reader()
         read = reader.calibration.candidates if reader is not None else 0
-        ranking = retriever.search(query, max(k, read), doc_ids)
+        wanted = max(k, read)
+        rule = FollowUpRule(s.follow_lean, s.follow_gap, s.follow_bias)
+        step = follow([*earlier, text], lambda q: retriever.search(q, wanted, doc_ids), rule)
+        ranking = step.ranking
         if reader is None:
             citations = [self._citation(h, retriever.index, score=h.score) for h in ranking.hits]
             confidence = ranking.confidence

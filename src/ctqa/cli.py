@@ -25,12 +25,13 @@ def cmd_ask(args) -> int:
     """Answer one question with cited passages.
 
     Example: ctqa ask "Who led the French delegation?" --json
+             ctqa ask "And the Indian one?" --after "Who led the French delegation?"
     """
     bot = _bot(args)
     question = args.question
     if question == "-":
         question = read_question(sys.stdin.buffer, bot.settings.max_question_chars)
-    answer = bot.answer(question, k=args.k)
+    answer = bot.answer(question, history=args.after or None, k=args.k)
     if args.json:
         print(json.dumps(asdict(answer), ensure_ascii=False, indent=2))
     else:
@@ -166,6 +167,7 @@ def cmd_eval(args) -> int:
     """
     from .bot import Bot
     from .config import Settings
+    from .conversation_eval import conversation_figures
     from .evaluate import (
         default_sets,
         format_table,
@@ -181,7 +183,7 @@ def cmd_eval(args) -> int:
         baselines = {m: {"fusion": m, "reader": "off"} for m in ("dense", "lexical", "rrf")}
         both = {"weighted": {"fusion": "weighted", "reader": "off"}, "reader": {"reader": "on"}}
         modes = {**baselines, **both}
-    all_reports = []
+    all_reports, kept = [], []
     for name in list(sets) if args.set == "all" else [args.set]:
         eval_set = sets[name]
         index = args.index_root / name if args.index_root else None
@@ -194,7 +196,17 @@ def cmd_eval(args) -> int:
             all_reports.extend(reports)
             if mode in (shipped, "weighted", "reader"):
                 print_summary(name, mode, bot, reports, args.out if mode == shipped else None)
+                # the pairs of a large set only for the shipped way: the reader reads slowly
+                pairs = mode == shipped or eval_set.conversations is not None
+                text, share = conversation_figures(bot, eval_set, args.limit, pairs)
+                print(f"[{mode}] {text}")
+                if share is not None and mode == shipped:
+                    kept.append(share)
     print(format_table(all_reports))
+    if len(kept) > 1:
+        asked = sum(n for _, n in kept)
+        pooled = sum(share * n for share, n in kept) / asked
+        print(f"[{shipped}] all sets: standalone questions kept: {pooled:.3f} of {asked}")
     path = write_report(all_reports, args.out, "eval")
     print(f"Per-question report: {path} (misses: {path.with_name('eval-misses.txt')})")
     return 0
@@ -240,6 +252,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ask.add_argument("question", help="the question; - reads it from standard input")
     ask.add_argument("--json", action="store_true", help="print the answer as JSON")
+    ask.add_argument(
+        "--after",
+        action="append",
+        metavar="QUESTION",
+        help="an earlier question of the conversation (repeat for more, oldest first); a "
+        "question that leans on it is searched with it, and the reply says so",
+    )
     ask.add_argument("-k", type=int, default=3, help="number of passages to cite (default 3)")
     ask.set_defaults(run=cmd_ask)
 

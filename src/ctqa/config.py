@@ -63,6 +63,14 @@ class Settings:
     abstain_below: float = 0.205
     weight_disagreement: float = 0.25
     agreement_cosine: float = 0.4
+    # Whether a question leans on the one before it (conversation.py): leans when
+    # follow_lean * lean - follow_gap * gap + follow_bias > 0. A logistic fit on the tuning
+    # half of eval/statement/conversations.jsonl and statement tuning questions asked after
+    # unrelated ones; the bias is then the one that answers most tuning follow-ups right while
+    # keeping at least 0.97 of those questions' first citations (`make tune-followups`).
+    follow_lean: float = 7.13
+    follow_gap: float = 24.36
+    follow_bias: float = -1.22
     # "off": retrieval alone, abstaining below `abstain_below` (shipped: on the reported sets the
     # reader did not improve on it, see README); "on": the trained reader reads the passages
     # retrieval proposes, orders them, marks the answer span and decides abstention with the

@@ -35,6 +35,7 @@ class EvalQuestion:
     answers: tuple[str, ...] = ()
     history: tuple[str, ...] = ()
     kind: str = ""
+    paragraph: int | None = None  # the answering paragraph's number, when the set gives it
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,8 @@ class EvalSet:
     files: tuple[Path, ...]
     # Questions on documents outside the corpus: the bot should abstain on every one.
     outside: tuple[Path, ...] = ()
+    # Multi-turn cases (conversation_eval.py), when the set has them.
+    conversations: Path | None = None
 
 
 @dataclass
@@ -104,6 +107,7 @@ def default_sets() -> dict[str, EvalSet]:
             tuple(
                 statement / f for f in ("answerable.jsonl", "unanswerable.jsonl", "followups.jsonl")
             ),
+            conversations=statement / "conversations.jsonl",
         ),
         "squad": EvalSet(
             "squad", squad / "corpus", (squad / "questions.jsonl",), (squad / "outside.jsonl",)
@@ -129,6 +133,7 @@ def load_questions(path: Path, outside: bool = False) -> list[EvalQuestion]:
                     answers=tuple(row.get("answers", ())),
                     history=tuple(row.get("history", ())),
                     kind=row.get("kind", ""),
+                    paragraph=row.get("paragraph"),
                 )
             )
     return questions

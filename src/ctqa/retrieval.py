@@ -18,7 +18,7 @@ lowered when the passages ranked next disagree with it (`agreements`, `confidenc
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -61,6 +61,22 @@ class Ranking:
     confidence: float
     query: str  # what was searched: the question with acronyms spelled out
     agreement: float = 1.0  # share of the passages ranked first that agree with the first
+    vector: np.ndarray | None = field(default=None, compare=False)  # the query's embedding
+    # The score of every candidate passage (row -> score), the ranked ones and the rest.
+    scores: dict[int, float] = field(default_factory=dict, compare=False)
+
+    def score_of(self, row: int) -> float:
+        """The score of passage `row`; one that was not even a candidate scores as the lowest
+        candidate did (it is further still).
+
+        >>> Ranking([], 0.0, "q", scores={4: 0.6, 9: 0.1}).score_of(4)
+        0.6
+        >>> Ranking([], 0.0, "q", scores={4: 0.6, 9: 0.1}).score_of(7)
+        0.1
+        """
+        if row in self.scores:
+            return self.scores[row]
+        return min(self.scores.values(), default=0.0)
 
 
 class Retriever:
@@ -95,7 +111,7 @@ class Retriever:
             keep = [index.passages[r].doc_id in doc_ids for r in rows]
             rows = rows[np.array(keep, dtype=bool)] if len(rows) else rows
         if len(rows) == 0:
-            return Ranking([], 0.0, query)
+            return Ranking([], 0.0, query, vector=vector[0])
         q = vector[0]
         dense = index.passage_rows[rows] @ q
         unit, per_unit = self._unit_cosines(rows, q)
@@ -126,7 +142,8 @@ class Retriever:
             )
             for i in order[:k]
         ]
-        return Ranking(hits, confidence, query, agreement)
+        scores = dict(zip(rows.tolist(), score.tolist(), strict=True))
+        return Ranking(hits, confidence, query, agreement, vector=q, scores=scores)
 
     def _first_pass(self, expansion):
         """Query vector, query terms, BM25 of every passage and the candidate rows."""

@@ -1,0 +1,103 @@
+"""Choose the follow-up rule (`Settings.follow_*`, see conversation.py) on tuning data only.
+
+Tuning data, never reported:
+- the "tuning" half of `eval/statement/conversations.jsonl`: each turn after the first is a
+  follow-up (it leans) or a topic switch (it does not);
+- `eval/statement-tuning/questions.jsonl`, each question asked after 3 unrelated tuning
+  questions (on another paragraph): none of these lean.
+
+The two measures (`lean`, `gap`) of every such turn are fitted by a logistic regression, each
+class weighing the same. The bias is then moved along a grid and the one kept that answers the
+most tuning follow-ups right while at least 0.97 of the paired tuning questions keep the first
+passage they get alone (ties: the one that keeps more).
+
+    .venv/bin/python eval/tune_followups.py        # prints the figures and the chosen rule
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+
+from ctqa.bot import Bot
+from ctqa.calibrate import fit_logistic
+from ctqa.config import PROJECT_ROOT, Settings
+from ctqa.conversation import FollowUpRule, Step, next_step
+from ctqa.conversation_eval import kept_share, load_turns, score_conversations
+from ctqa.evaluate import load_questions
+
+CONVERSATIONS = PROJECT_ROOT / "eval" / "statement" / "conversations.jsonl"
+TUNING_QUESTIONS = PROJECT_ROOT / "eval" / "statement-tuning" / "questions.jsonl"
+EARLIER_PER_QUESTION = 3
+KEEP_AT_LEAST = 0.97
+NEVER = FollowUpRule(lean=0.0, gap=0.0, bias=-1.0)  # measures the evidence, never leans
+
+
+def tuning_pairs(seed: int = 7) -> list[tuple[str, object]]:
+    """Each tuning question after `EARLIER_PER_QUESTION` answerable tuning questions answered
+    by another paragraph."""
+    questions = load_questions(TUNING_QUESTIONS)
+    rng = random.Random(seed)
+    pairs = []
+    for q in questions:
+        pool = [o for o in questions if o.answerable and o.paragraph != q.paragraph]
+        pairs.extend((o.question, q) for o in rng.sample(pool, EARLIER_PER_QUESTION))
+    return pairs
+
+
+def evidence(bot: Bot, earlier: str, question: str) -> tuple[float, float]:
+    """(lean, gap) of `question` after `earlier` (searched alone)."""
+    retriever = bot.retriever
+
+    def search(text):
+        return retriever.search(text, 5)
+
+    before = Step(earlier, earlier, search(earlier), (earlier,))
+    step = next_step(question, before, search, NEVER)
+    return step.lean or 0.0, step.gap or 0.0
+
+
+def main() -> None:
+    bot = Bot()
+    turns = [t for t in load_turns(CONVERSATIONS, half="tuning") if t.question.history]
+    pairs = tuning_pairs()
+    rows, labels = [], []
+    for t in turns:
+        rows.append(evidence(bot, t.question.history[-1], t.question.question))
+        labels.append(t.part != "switch")
+    for earlier, q in pairs:
+        rows.append(evidence(bot, earlier, q.question))
+        labels.append(False)
+    x, y = np.array(rows), np.array(labels, dtype=float)
+    weights = np.where(y == 1, len(y) / (2 * y.sum()), len(y) / (2 * (len(y) - y.sum())))
+    lean, gap, bias = fit_logistic(x, y, weights)
+    print(
+        f"fit on {len(turns)} tuning turns and {len(pairs)} tuning pairs: "
+        f"lean {lean:.3f}, gap {-gap:.3f}, bias {bias:.3f}"
+    )
+    every = load_turns(CONVERSATIONS, half="tuning")
+    results = []
+    for shift in np.arange(-2.0, 3.01, 0.25):
+        rule = dict(
+            follow_lean=round(float(lean), 2),
+            follow_gap=round(float(-gap), 2),
+            follow_bias=round(float(bias - shift), 2),
+        )
+        tuned = Bot(settings=Settings.from_env(**rule))
+        scores = score_conversations(tuned, every, "shipped").shares
+        kept, _ = kept_share(tuned, pairs)
+        follow, n = scores["follow-up"]
+        switch, _ = scores["switch"]
+        results.append((follow, kept, rule))
+        print(
+            f"  bias {rule['follow_bias']:+.2f}: follow-ups {follow:.3f} ({n}), switches "
+            f"{switch:.3f}, kept after an unrelated question {kept:.3f}"
+        )
+    allowed = [r for r in results if r[1] >= KEEP_AT_LEAST] or results
+    follow, kept, rule = max(allowed, key=lambda r: (r[0], r[1]))
+    print(f"chosen: {rule} (tuning follow-ups {follow:.3f}, kept {kept:.3f})")
+
+
+if __name__ == "__main__":
+    main()
