@@ -50,13 +50,13 @@ eval: index
 	$(BIN)/ctqa eval --set all
 
 bench: index $(BENCH_STAMP)
-	$(BIN)/python eval/bench.py
+	$(BIN)/python eval/bench/bench.py
 
 bench-index: $(STAMP)
-	$(BIN)/python eval/bench_index.py
+	$(BIN)/python eval/bench/bench_index.py
 
 loadtest: index
-	$(BIN)/python eval/loadtest.py
+	$(BIN)/python eval/bench/loadtest.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests eval

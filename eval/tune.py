@@ -52,7 +52,7 @@ def search(part: str, limit: int | None, candidates: int, seed: int) -> list[Sea
     questions = [q for q in every if q.answerable]
     random.Random(seed).shuffle(questions)
     questions = questions[:limit]
-    retriever = Bot(corpus=corpus, index=WORK / f"index-{part}").retriever
+    retriever = Bot(corpus=corpus, index=WORK / f"index-{part}").load()
     found = []
     for q in questions:
         hits = retriever.search(q.question, k=candidates).hits

@@ -21,11 +21,11 @@ import random
 import numpy as np
 
 from ctqa.bot import Bot
-from ctqa.calibrate import fit_logistic
 from ctqa.config import PROJECT_ROOT, Settings
 from ctqa.conversation import FollowUpRule, Step, next_step
 from ctqa.conversation_eval import kept_share, load_turns, score_conversations
 from ctqa.evaluate import load_questions
+from ctqa.logistic import fit_logistic
 
 CONVERSATIONS = PROJECT_ROOT / "eval" / "statement" / "conversations.jsonl"
 TUNING_QUESTIONS = PROJECT_ROOT / "eval" / "statement-tuning" / "questions.jsonl"
@@ -48,7 +48,7 @@ def tuning_pairs(seed: int = 7) -> list[tuple[str, object]]:
 
 def evidence(bot: Bot, earlier: str, question: str) -> tuple[float, float]:
     """(lean, gap) of `question` after `earlier` (searched alone)."""
-    retriever = bot.retriever
+    retriever = bot.load()
 
     def search(text):
         return retriever.search(text, 5)

@@ -129,7 +129,7 @@ def free_port() -> int:
 @contextmanager
 def serving(app, bot, auth=None):
     """`app` served as `ctqa serve` serves it, on a free loopback port; yields its URL."""
-    from ctqa.app import launch_options
+    from ctqa.server import launch_options
 
     port = free_port()
     app.launch(
@@ -158,8 +158,9 @@ INDEX_QUESTIONS = [
 def index_answers(index_dir, encoder=None) -> list:
     """Hits of `INDEX_QUESTIONS` on the current generation: (doc, start, end, score)."""
     from ctqa.config import Settings
-    from ctqa.index import index_settings, load_index
+    from ctqa.manifest import index_settings
     from ctqa.retrieval import Retriever
+    from ctqa.store import load_index
 
     encoder = encoder or FakeEncoder()
     settings = Settings()

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-EVAL = Path(__file__).resolve().parents[1] / "eval"
+EVAL = Path(__file__).resolve().parents[1] / "eval" / "bench"
 sys.path.insert(0, str(EVAL))
 
 import bench_build  # noqa: E402
@@ -39,7 +39,7 @@ def test_report_is_written_as_markdown_and_json(tmp_path):
     report = Report("quick")
     report.add(Row("1 warm query", "Bot.answer", "p50 1.0 ms", "p50 1.0 ms", 1.0, "<= 1.25", True))
     report.notes.append("a note")
-    md, js = write_report(report, tmp_path, "python eval/bench.py --quick")
+    md, js = write_report(report, tmp_path, "python eval/bench/bench.py --quick")
     assert "| 1 warm query | Bot.answer |" in md.read_text()
     assert json.loads(js.read_text())["rows"][0]["holds"] is True
 

@@ -84,7 +84,8 @@ def test_answer_cites_exact_slices_of_the_statement_files(fake_bot, corpus):
 
 
 def test_k_limits_the_citations(fake_bot):
-    assert len(fake_bot.answer("terrorism cooperation", k=1).citations) <= 1
+    engineers = "Engineers from Bengaluru and Toulouse build the payload"
+    assert len(fake_bot.answer(engineers, k=1).citations) == 1
     assert len(fake_bot.answer("terrorism cooperation", k=5).citations) == 5
 
 
@@ -135,8 +136,8 @@ def test_settings_from_environment(monkeypatch):
 def test_a_running_bot_picks_up_a_new_generation(corpus, tmp_path, fake_encoder):
     """`ctqa index` run beside a serving bot: the next question is answered from the new
     generation, without a restart."""
-    from ctqa.encoder import token_counter
-    from ctqa.index import build_index
+    from ctqa.build import build_index
+    from ctqa.minilm import token_counter
 
     index_dir, space = tmp_path / "index", corpus / "space-cooperation.txt"
     settings = Settings(abstain_below=0.0, reader="off")
@@ -162,8 +163,8 @@ def _statement(version: int) -> str:
 
 
 def test_answers_during_rebuilds_each_cite_one_generation(tmp_path, fake_encoder):
-    from ctqa.encoder import token_counter
-    from ctqa.index import build_index
+    from ctqa.build import build_index
+    from ctqa.minilm import token_counter
 
     corpus, index_dir = tmp_path / "corpus", tmp_path / "index"
     corpus.mkdir()

@@ -9,7 +9,7 @@ from ctqa.chunking import (
     sentence_spans,
 )
 from ctqa.corpus import load_corpus, parse_document
-from ctqa.encoder import token_counter
+from ctqa.minilm import token_counter
 
 COUNT = token_counter()
 
@@ -76,13 +76,13 @@ def test_chunking_in_worker_processes_gives_the_same_passages(monkeypatch):
     import ctqa.chunking
 
     pooled = []
-    in_pool = ctqa.chunking._chunk_in_pool  # raises when its workers cannot run
+    in_pool = ctqa.chunking.chunk_in_pool  # raises when its workers cannot run
 
     def counted(*args):
         pooled.append(in_pool(*args))
         return pooled[-1]
 
-    monkeypatch.setattr(ctqa.chunking, "_chunk_in_pool", counted)
+    monkeypatch.setattr(ctqa.chunking, "chunk_in_pool", counted)
     documents = load_corpus(SQUAD_CORPUS)
     alone = [chunk_document(doc, COUNT, 256) for doc in documents]
     assert chunk_documents(documents, COUNT, 256, workers=2, parallel_from=0) == alone
@@ -97,7 +97,7 @@ def test_chunking_falls_back_to_one_process(monkeypatch):
     def no_pool(*args):
         raise OSError("Resource temporarily unavailable")
 
-    monkeypatch.setattr(ctqa.chunking, "_chunk_in_pool", no_pool)
+    monkeypatch.setattr(ctqa.chunking, "chunk_in_pool", no_pool)
     documents = load_corpus(SQUAD_CORPUS)[:3]
     chunked = chunk_documents(documents, COUNT, 256, workers=2, parallel_from=0)
     assert chunked == [chunk_document(doc, COUNT, 256) for doc in documents]

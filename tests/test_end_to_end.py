@@ -118,4 +118,4 @@ def test_answer_works_from_any_working_directory(tmp_path):
 
 
 def test_the_committed_index_is_used_not_rebuilt(real_bot):
-    assert real_bot.retriever.index.folder.parent == ROOT / "embeddings"
+    assert real_bot.load().index.folder.parent == ROOT / "embeddings"

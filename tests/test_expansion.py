@@ -53,8 +53,8 @@ def test_corrections_are_remembered_per_word_and_forgotten_when_full(monkeypatch
     monkeypatch.setattr(ctqa.expansion, "CORRECTIONS_KEPT", 2)
     e = expander()
     searched = []
-    closest = e._closest
-    monkeypatch.setattr(e, "_closest", lambda word: searched.append(word) or closest(word))
+    closest = e.closest
+    monkeypatch.setattr(e, "closest", lambda word: searched.append(word) or closest(word))
     assert e.expand("al-Qaeda bananas").corrections == {"qaeda": "qaida"}
     assert e.expand("bananas, al-Qaeda?").corrections == {"qaeda": "qaida"}
     assert searched == ["qaeda", "bananas"]  # the second question searched nothing

@@ -13,24 +13,20 @@ import pytest
 from conftest import ROOT, SEED, SEEDS, FakeEncoder, index_answers, require
 
 from ctqa import Bot
+from ctqa.build import build_index, ensure_index
 from ctqa.config import MODEL_DIM, MODEL_NAME, MODEL_WEIGHTS_SHA256, PROJECT_ROOT, Settings
-from ctqa.corpus import file_sha256
-from ctqa.encoder import token_counter
-from ctqa.errors import IndexProblem
-from ctqa.index import (
+from ctqa.errors import IndexDamaged, IndexOutdated, IndexProblem, IndexWriteError
+from ctqa.files import file_sha256
+from ctqa.manifest import (
     CURRENT,
     FORMAT_VERSION,
-    IndexDamaged,
-    IndexOutdated,
-    IndexWriteError,
-    build_index,
     check_status,
     current_generation,
-    ensure_index,
     index_settings,
-    load_index,
     manifest_checksum,
 )
+from ctqa.minilm import token_counter
+from ctqa.store import load_index
 
 COUNT = token_counter()
 SETTINGS = Settings()

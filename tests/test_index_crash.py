@@ -25,17 +25,12 @@ from pathlib import Path
 import pytest
 from conftest import FakeEncoder, index_answers
 
+from ctqa.build import build_index
 from ctqa.config import Settings
-from ctqa.encoder import token_counter
-from ctqa.index import (
-    CURRENT,
-    LiveIndex,
-    build_index,
-    check_status,
-    current_generation,
-    index_settings,
-    load_index,
-)
+from ctqa.live import LiveIndex
+from ctqa.manifest import CURRENT, check_status, current_generation, index_settings
+from ctqa.minilm import token_counter
+from ctqa.store import load_index
 
 SETTINGS = Settings()
 WRITE_MODES = set("wax+")
@@ -97,7 +92,7 @@ def _arm(step: int) -> None:
 def drive(template: Path, corpus: Path, out: Path) -> None:
     """Copy `template` into `out/kill-NNN` and SIGKILL a build into it at step NNN, for every
     step until a build runs to its end; print how many steps there were."""
-    from ctqa.index import build_index
+    from ctqa.build import build_index
 
     count = token_counter()
     step = 0
@@ -363,7 +358,7 @@ def test_a_reader_that_reads_current_just_before_a_switch_still_loads(
     """Builds that run between a reader's read of `CURRENT` and its load: after one, the
     generation it found is still there; after two it is gone and the load starts again on the
     newest."""
-    import ctqa.index as index_module
+    import ctqa.store as index_module
 
     corpus, ix = tmp_path / "corpus", tmp_path / "ix"
     corpus.mkdir()

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from ctqa import Bot, Settings
-from ctqa.retrieval import Retriever
 
 PEOPLE = ["Asha Rao", "Jean Dupont", "Meera Iyer", "Luc Martin", "Ravi Nair", "Claire Petit"]
 
@@ -34,43 +32,27 @@ QUESTIONS = [
 ]
 
 
-def test_name_shares_read_for_few_passages_give_the_ranking_of_all(crowded_bot, monkeypatch):
-    retriever = crowded_bot.retriever
-    shares = Retriever._name_shares
-
-    def every_passage(self, weighted, score, k, rows, per_unit):
-        names = shares(self, rows, per_unit)
-        weighted = weighted + self.settings.weight_names * names
-        return weighted, weighted, names
-
-    read: list[int] = []
-
-    def counted(self, rows, per_unit):
-        read.append(len(rows))
-        return shares(self, rows, per_unit)
-
-    stopped_early = names_ranked = 0
+def test_the_first_k_passages_are_the_first_k_of_a_longer_ranking(crowded_bot):
+    """Names are read for as few passages as the first `k` need (a share adds at most
+    `weight_names`): the ranking must not depend on where that reading stopped."""
+    retriever = crowded_bot.load()
+    names_ranked = 0
     for question in QUESTIONS:
+        everything = retriever.search(question, 60)
+        names_ranked += any(h.names > 0 for h in everything.hits)
         for k in (1, 3, 10):
-            with monkeypatch.context() as patch:
-                read.clear()
-                patch.setattr(Retriever, "_name_shares", counted)
-                pruned = retriever.search(question, k)
-                stopped_early += sum(read) < 60
-            with monkeypatch.context() as patch:
-                patch.setattr(Retriever, "_add_name_shares", every_passage)
-                full = retriever.search(question, k)
-            assert [h.row for h in pruned.hits] == [h.row for h in full.hits]
-            assert np.allclose([h.score for h in pruned.hits], [h.score for h in full.hits])
-            assert [h.names for h in pruned.hits] == pytest.approx([h.names for h in full.hits])
-            assert pruned.confidence == pytest.approx(full.confidence)
-            names_ranked += any(h.names > 0 for h in full.hits)
-    assert stopped_early and names_ranked  # both paths were taken
+            first = retriever.search(question, k)
+            assert [h.row for h in first.hits] == [h.row for h in everything.hits[:k]]
+            assert [h.score for h in first.hits] == pytest.approx(
+                [h.score for h in everything.hits[:k]]
+            )
+            assert first.confidence == pytest.approx(everything.confidence)
+    assert names_ranked  # the questions ask for names, and names moved the ranking
 
 
 def test_confidence_is_the_first_score_when_the_nearest_passages_agree(crowded_bot):
     for question in QUESTIONS:
-        ranking = crowded_bot.retriever.search(question, 3)
+        ranking = crowded_bot.load().search(question, 3)
         assert ranking.agreement == 1.0  # one statement: its passages always agree
         assert ranking.confidence == pytest.approx(ranking.hits[0].score)
 
@@ -88,7 +70,7 @@ QUESTION = "When will the new harbour open for ships?"
 def statements_bot(tmp_path, encoder, statements: dict[str, list[str]]) -> Bot:
     """A bot over one file a statement, each paragraph one passage."""
     folder = tmp_path / "statements"
-    folder.mkdir()
+    folder.mkdir(parents=True)
     for name, paragraphs in statements.items():
         (folder / f"{name}.txt").write_text("\n\n".join(paragraphs) + "\n", encoding="utf-8")
     return Bot(folder, tmp_path / "index", encoder=encoder, log=print)
@@ -103,32 +85,39 @@ def harbour_bot(tmp_path, fake_encoder):
     return statements_bot(tmp_path, fake_encoder, statements)
 
 
-def penalised(bot: Bot, ranking, agreement: float) -> float:
-    return ranking.hits[0].score - bot.settings.weight_disagreement * (1 - agreement)
-
-
 @pytest.mark.parametrize("k", [3, 6])
-def test_nearest_passages_from_unrelated_statements_lower_the_confidence(harbour_bot, k):
-    ranking = harbour_bot.retriever.search(QUESTION, k)
+def test_nearest_passages_from_unrelated_statements_lower_the_confidence(
+    harbour_bot, tmp_path, fake_encoder, k
+):
+    ranking = harbour_bot.load().search(QUESTION, k)
     assert len(ranking.hits) == k
     first, second = ranking.hits[0].passage.doc_id, ranking.hits[1].passage.doc_id
     assert {first, second} == {"port-a", "port-b"}
     # of the five ranked first: the first, the same paragraph in another statement (cosine 1)
     # and three unrelated passages
     assert ranking.agreement == pytest.approx(2 / 5)
-    assert harbour_bot.settings.weight_disagreement > 0
-    assert ranking.confidence == pytest.approx(penalised(harbour_bot, ranking, 2 / 5))
+    assert ranking.confidence < ranking.hits[0].score  # the disagreement is taken off
+    # the same paragraphs without the unrelated statements: nothing is taken off
+    alone = statements_bot(
+        tmp_path / "alone", fake_encoder, {"port-a": [HARBOUR], "port-b": [HARBOUR]}
+    )
+    agreeing = alone.load().search(QUESTION, k)
+    assert agreeing.agreement == 1.0
+    assert agreeing.confidence == pytest.approx(agreeing.hits[0].score)
+    assert ranking.confidence < agreeing.confidence
 
 
 def test_unrelated_paragraphs_of_one_statement_agree(tmp_path, fake_encoder):
     bot = statements_bot(tmp_path, fake_encoder, {"port": [HARBOUR, *UNRELATED]})
-    ranking = bot.retriever.search(QUESTION, 3)
+    ranking = bot.load().search(QUESTION, 3)
     assert ranking.agreement == 1.0  # their cosines are low, but they share the statement
     assert ranking.confidence == pytest.approx(ranking.hits[0].score)
 
 
 def test_agreement_is_taken_over_the_passages_searched(harbour_bot):
-    ranking = harbour_bot.retriever.search(QUESTION, 3, doc_ids={"port-a", "other-0"})
+    ranking = harbour_bot.load().search(QUESTION, 3, doc_ids={"port-a", "other-0"})
     assert [h.passage.doc_id for h in ranking.hits] == ["port-a", "other-0"]
     assert ranking.agreement == pytest.approx(1 / 2)
-    assert ranking.confidence == pytest.approx(penalised(harbour_bot, ranking, 1 / 2))
+    everywhere = harbour_bot.load().search(QUESTION, 3)  # agreement 2/5 over all six
+    assert everywhere.hits[0].score == pytest.approx(ranking.hits[0].score)
+    assert everywhere.confidence < ranking.confidence < ranking.hits[0].score

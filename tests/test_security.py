@@ -106,7 +106,7 @@ def _call(question=FRENCH, history=None, k=3, documents=None) -> dict:
 @pytest.fixture
 def counted(fake_bot, fake_encoder):
     """A chat service over the fake encoder, and how many texts it had encoded when ready."""
-    from ctqa.app import ChatService
+    from ctqa.chat import ChatService
 
     service = ChatService(fake_bot)
     return service, len(fake_encoder.encoded)
@@ -228,7 +228,7 @@ def test_raw_api_calls_of_any_shape_get_a_clean_answer_or_error(server, api, bod
 
 
 def test_request_bodies_over_the_cap_are_refused_without_reading_them(server):
-    from ctqa.app import MAX_BODY_BYTES
+    from ctqa.server import MAX_BODY_BYTES
 
     url = f"{server}gradio_api/queue/join"
     big = b"x" * (MAX_BODY_BYTES + 1)
@@ -246,7 +246,8 @@ class Gated:
     """A bot whose answers wait until the test opens the gate."""
 
     def __init__(self, bot):
-        self.bot, self.settings, self.retriever = bot, bot.settings, bot.retriever
+        self.bot, self.settings = bot, bot.settings
+        self.load, self.documents = bot.load, bot.documents
         self.gate = threading.Event()
         self.entered = threading.Semaphore(0)
 
@@ -259,7 +260,8 @@ class Gated:
 def test_a_full_queue_turns_callers_away_at_once_and_then_serves_again(fake_bot):
     from gradio_client.utils import QueueError
 
-    from ctqa.app import build_app, reply_markdown
+    from ctqa.app import build_app
+    from ctqa.chat import reply_markdown
 
     gated = Gated(fake_bot)
     app = build_app(gated, queue_size=2, concurrency=1)
@@ -288,7 +290,7 @@ def test_a_full_queue_turns_callers_away_at_once_and_then_serves_again(fake_bot)
 
 
 def test_the_shipped_queue_is_bounded(app):
-    from ctqa.app import CONCURRENCY, QUEUE_SIZE
+    from ctqa.config import CONCURRENCY, QUEUE_SIZE
 
     assert app._queue.max_size == QUEUE_SIZE
     limits = {fn.concurrency_id: fn.concurrency_limit for fn in app.fns.values()}
@@ -312,7 +314,9 @@ def _wait_for(condition, seconds: float = 120) -> None:
 
 @pytest.fixture(scope="module")
 def loadtest():
-    spec = importlib.util.spec_from_file_location("loadtest", ROOT / "eval" / "loadtest.py")
+    spec = importlib.util.spec_from_file_location(
+        "loadtest", ROOT / "eval" / "bench" / "loadtest.py"
+    )
     module = importlib.util.module_from_spec(spec)
     sys.modules["loadtest"] = module  # its dataclasses look their module up
     spec.loader.exec_module(module)
@@ -431,7 +435,7 @@ def test_uploads_monitoring_and_run_history_are_closed(server):
 
 
 def test_refused_path_sees_through_encodings():
-    from ctqa.app import refused_path
+    from ctqa.server import refused_path
 
     for path in SERVER_SIDE_FETCHES + ["/gradio_api/upload", "/gradio_api/upload_progress"]:
         assert refused_path(path), path
@@ -443,8 +447,8 @@ def test_refused_path_sees_through_encodings():
 
 
 def test_auth_file_lines_become_logins(tmp_path):
-    from ctqa.app import read_auth_file
     from ctqa.errors import CtqaError
+    from ctqa.server import read_auth_file
 
     good = tmp_path / "logins"
     good.write_text("# shared server\nalice:s3cret:with:colons\n\n bob : pw \n", encoding="utf-8")

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from ctqa.reader import Reader, open_session, pair_tokenizer
-from ctqa.training_data import SQUAD_TRAIN, load_squad, pairs_for, split
+from ctqa.training_data import SQUAD_TRAIN, encode_pairs, load_squad, pairs_for, split
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +31,7 @@ def tiny_config(**changes):
 
 
 def fresh_net():
-    from ctqa.encoder import model_dir, verified_weights
+    from ctqa.minilm import model_dir, verified_weights
     from ctqa.reader_net import from_minilm
 
     return from_minilm(verified_weights(model_dir()), seed=13)
@@ -39,7 +39,7 @@ def fresh_net():
 
 def test_a_few_steps_lower_the_loss_and_the_export_reads(slice_pairs, tmp_path):
     from ctqa.reader_export import SHARED, export_reader, ship_float32
-    from ctqa.train import encode_pairs, train_net
+    from ctqa.train import train_net
 
     encoded, targets = encode_pairs(pair_tokenizer(max_tokens=128), slice_pairs)
     assert targets[:, 0].sum() >= 8  # the answering pairs kept their spans
@@ -66,7 +66,7 @@ def test_a_few_steps_lower_the_loss_and_the_export_reads(slice_pairs, tmp_path):
 def test_a_stopped_run_resumes_from_its_checkpoint(slice_pairs, tmp_path, monkeypatch):
     import ctqa.train as train
 
-    encoded, targets = train.encode_pairs(pair_tokenizer(max_tokens=128), slice_pairs)
+    encoded, targets = encode_pairs(pair_tokenizer(max_tokens=128), slice_pairs)
     config = tiny_config(steps=8)
     calls = {"n": 0}
     real_loss = train.loss_of
@@ -91,7 +91,7 @@ def test_the_network_gives_minilm_s_own_hidden_states():
     import torch
     from transformers import AutoModel
 
-    from ctqa.encoder import model_dir
+    from ctqa.minilm import model_dir
     from ctqa.reader import batch_arrays, encode_pair
 
     net = fresh_net().eval()

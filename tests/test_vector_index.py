@@ -12,17 +12,12 @@ import pytest
 from conftest import SQUAD_CORPUS, index_answers, require
 
 from ctqa import Settings
-from ctqa.encoder import token_counter
+from ctqa.build import build_index
 from ctqa.errors import CtqaError
-from ctqa.index import (
-    build_index,
-    check_status,
-    index_settings,
-    load_index,
-    search_params,
-    vector_index,
-    vector_rows,
-)
+from ctqa.manifest import check_status, index_settings
+from ctqa.minilm import token_counter
+from ctqa.store import load_index
+from ctqa.vectors import search_params, vector_index, vector_rows
 
 
 def rows(n: int, dim: int = 16, seed: int = 0) -> np.ndarray:
@@ -132,11 +127,11 @@ def test_ivf_cites_what_exact_search_cites_on_squad(tmp_path):
         )
 
     flat = bot("flat")
-    flat.retriever  # noqa: B018 - builds the index
+    flat.load()  # noqa: B018 - builds the index
     shutil.copytree(tmp_path / "flat", tmp_path / "ivf")
     ivf = bot("ivf")
-    assert isinstance(ivf.retriever.index.unit_vectors, faiss.IndexIVFScalarQuantizer)
-    assert ivf.retriever.index.manifest["build"]["embedded"] == 0
+    assert isinstance(ivf.load().index.unit_vectors, faiss.IndexIVFScalarQuantizer)
+    assert ivf.load().index.manifest["build"]["embedded"] == 0
     questions = [q.question for q in load_questions(SQUAD_CORPUS.parent / "questions.jsonl")]
 
     def first(bot: Bot, question: str):  # which passage and sentence; scores differ by ~1e-4

@@ -26,7 +26,11 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str):
-    if name in ("Answer", "Bot", "Citation", "answer"):
+    if name in ("Answer", "Citation"):
+        from . import results
+
+        return getattr(results, name)
+    if name in ("Bot", "answer"):
         from . import bot
 
         return getattr(bot, name)

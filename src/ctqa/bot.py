@@ -12,7 +12,7 @@ import hashlib
 import os
 import sys
 import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 from .config import Settings
@@ -20,53 +20,7 @@ from .conversation import FollowUpRule, follow
 from .errors import CtqaError
 from .questions import check_k, clean_question, user_turns
 from .render import reply
-
-
-@dataclass(frozen=True)
-class Citation:
-    """A cited passage: `text == statement file text[start:end]`; `highlight` is the
-    (start, end) of the answering sentence and `answer` that of the answer span the reader
-    marked in it (None with the reader off), in the same coordinates. `score` is the reader's
-    probability that the passage answers, or with the reader off retrieval's score (None for a
-    passage past those the reader read, when `k` is larger)."""
-
-    doc_id: str
-    title: str
-    date: str | None
-    source: str
-    paragraph: int
-    start: int
-    end: int
-    text: str
-    highlight: tuple[int, int]
-    score: float | None
-    answer: tuple[int, int] | None = None
-
-    @property
-    def answer_text(self) -> str | None:
-        """The answer span's words."""
-        if self.answer is None:
-            return None
-        return self.text[self.answer[0] - self.start : self.answer[1] - self.start]
-
-    @property
-    def sentence(self) -> str:
-        """The answering sentence."""
-        return self.text[self.highlight[0] - self.start : self.highlight[1] - self.start]
-
-
-@dataclass(frozen=True)
-class Answer:
-    """A reply: citations best first, or `abstained=True` and none. `text` is Markdown.
-    `nearest` holds the closest passages when abstaining, which do not answer."""
-
-    question: str
-    query: str
-    citations: list[Citation]
-    abstained: bool
-    text: str
-    confidence: float = 0.0
-    nearest: list[Citation] = field(default_factory=list)
+from .results import Answer, Citation
 
 
 def default_index_dir(corpus: Path) -> Path:
@@ -111,15 +65,17 @@ class Bot:
         self._lock = threading.Lock()
         self._log = log if log is not None else (lambda msg: print(msg, file=sys.stderr))
 
-    @property
-    def retriever(self):
-        """The retriever of the index's current generation. The index is built or loaded on
-        first use; a generation that `ctqa index` switches in later is picked up by the next
-        question, without a restart."""
+    def load(self):
+        """The `Retriever` of the index's current generation. The first call loads the model
+        and builds or loads the index (`answer` calls it; call it first to pay that cost
+        before a question); a generation that `ctqa index` switches in later is picked up by
+        the next call, without a restart."""
         with self._lock:
             if self._live is None:
-                from .encoder import load_encoder, token_counter
-                from .index import LiveIndex, ensure_index
+                from .build import ensure_index
+                from .encoder import load_encoder
+                from .live import LiveIndex
+                from .minilm import token_counter
                 from .retrieval import Retriever
 
                 if self._encoder is None:
@@ -141,6 +97,10 @@ class Bot:
                     log=self._log,
                 )
         return self._live.get()
+
+    def documents(self) -> dict:
+        """The statements of the index generation in use, by id."""
+        return self.load().index.documents
 
     def reader(self):
         """The trained reader (loaded and verified on first use), or None when
@@ -176,7 +136,7 @@ class Bot:
         text = clean_question(question, s.max_question_chars)
         k = check_k(k, s.max_k)
         earlier = user_turns(history, s.max_history_turns, s.max_question_chars)
-        retriever = self.retriever  # one generation for the whole answer
+        retriever = self.load()  # one generation for the whole answer
         reader = self.reader()
         read = reader.calibration.candidates if reader is not None else 0
         wanted = max(k, read)

@@ -33,6 +33,7 @@ import numpy as np
 from .abstention import abstention_auc, confidences
 from .config import PROJECT_ROOT
 from .evaluate import QuestionResult, is_hit, load_questions, summarise
+from .logistic import fit_logistic
 from .reader import Calibration, Reader, Reading, open_session, pair_tokenizer, rerank
 from .training_data import SQUAD_TRAIN, corpus_of
 
@@ -104,7 +105,7 @@ def collect(part: str, bot, asked: list[Asked], readers: dict[str, Reader], n: i
     """`TuningQuestion`s of one part per reader variant: retrieval once, each variant reads."""
     found: dict[str, list[TuningQuestion]] = {name: [] for name in readers}
     for a in asked:
-        ranking = bot.retriever.search(a.question, n)
+        ranking = bot.load().search(a.question, n)
         hits = ranking.hits
         texts = [h.passage.text for h in hits]
         for name, reader in readers.items():
@@ -124,29 +125,6 @@ def collect(part: str, bot, asked: list[Asked], readers: dict[str, Reader], n: i
                 )
             )
     return found
-
-
-def fit_logistic(
-    features: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None, l2: float = 1e-3
-) -> np.ndarray:
-    """Weights (last one the bias) of a weighted logistic regression, by Newton's method.
-
-    >>> w = fit_logistic(np.array([[0.0], [1.0], [2.0], [3.0]]), np.array([0, 0, 1, 1]))
-    >>> bool(w[0] > 0)
-    True
-    """
-    x = np.hstack([features, np.ones((len(features), 1))])
-    s = np.ones(len(x)) if weights is None else weights
-    w = np.zeros(x.shape[1])
-    for _ in range(50):
-        p = 1 / (1 + np.exp(-np.clip(x @ w, -60, 60)))
-        gradient = x.T @ (s * (p - labels)) + l2 * w
-        hessian = (x * (s * p * (1 - p))[:, None]).T @ x + l2 * np.eye(len(w))
-        step = np.linalg.solve(hessian, gradient)
-        w -= step
-        if np.abs(step).max() < 1e-8:
-            break
-    return w
 
 
 def fitted(questions: list[TuningQuestion], n: int) -> Calibration:

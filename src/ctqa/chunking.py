@@ -201,14 +201,14 @@ def chunk_document(
             start, end = group[0].start, group[-1].end
             passages.append(
                 Passage(
-                    doc.id,
-                    number,
-                    part,
-                    start,
-                    end,
-                    text[start:end],
-                    tuple(group),
-                    unit_spans(text, group),
+                    doc_id=doc.id,
+                    paragraph=number,
+                    part=part,
+                    start=start,
+                    end=end,
+                    text=text[start:end],
+                    sentences=tuple(group),
+                    units=unit_spans(text, group),
                 )
             )
     return passages
@@ -229,13 +229,14 @@ def chunk_documents(
     size = sum(len(doc.text) for doc in docs)
     if workers > 1 and len(docs) > 1 and size >= parallel_from:
         try:
-            return _chunk_in_pool(docs, count_tokens, max_tokens, min(workers, len(docs)))
+            return chunk_in_pool(docs, count_tokens, max_tokens, min(workers, len(docs)))
         except (OSError, ValueError, BrokenProcessPool):
             pass  # no fork on this system, or no processes to be had (limits): chunk here
     return [chunk_document(doc, count_tokens, max_tokens) for doc in docs]
 
 
-def _chunk_in_pool(docs, count_tokens, max_tokens, workers) -> list[list[Passage]]:
+def chunk_in_pool(docs, count_tokens, max_tokens, workers) -> list[list[Passage]]:
+    """`chunk_document` of each of `docs`, in `workers` forked processes."""
     # fork: "spawn" and "forkserver" run the caller's main script again in each worker, which a
     # script without an `if __name__ == "__main__"` guard does not survive. The workers only
     # split sentences; the splitter is loaded first so that they import nothing.

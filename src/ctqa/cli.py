@@ -16,8 +16,6 @@ from .errors import BadQuestion, CtqaError
 def _bot(args):
     from .bot import Bot
 
-    if args.corpus is None and args.index is None:
-        return Bot()
     return Bot(corpus=args.corpus, index=args.index)
 
 
@@ -62,8 +60,10 @@ def cmd_index(args) -> int:
 
     Example: ctqa index --corpus statements/ --index statements.index/
     """
-    from .encoder import load_encoder, token_counter
-    from .index import build_index, check_status, index_settings
+    from .build import build_index
+    from .encoder import load_encoder
+    from .manifest import check_status, index_settings
+    from .minilm import token_counter
 
     bot = _bot(args)
     if bot.corpus is None:
@@ -105,7 +105,7 @@ def cmd_serve(args) -> int:
 
     Example: ctqa serve --port 7860
     """
-    from .app import read_auth_file, serve
+    from .server import read_auth_file, serve
 
     auth = read_auth_file(args.auth_file) if args.auth_file else None
     if not is_loopback_host(args.host):
@@ -165,70 +165,9 @@ def cmd_eval(args) -> int:
 
     Example: ctqa eval --set all --compare
     """
-    from .bot import Bot
-    from .config import Settings
-    from .conversation_eval import conversation_figures
-    from .evaluate import (
-        default_sets,
-        format_table,
-        run_set,
-        write_report,
-    )
+    from .eval_report import run_eval
 
-    settings = Settings.from_env()
-    sets = default_sets()
-    shipped = "reader" if settings.reader == "on" else settings.fusion
-    modes = {shipped: {}}
-    if args.compare:  # each way of ranking alone, then the shipped retrieval, then the reader
-        baselines = {m: {"fusion": m, "reader": "off"} for m in ("dense", "lexical", "rrf")}
-        both = {"weighted": {"fusion": "weighted", "reader": "off"}, "reader": {"reader": "on"}}
-        modes = {**baselines, **both}
-    all_reports, kept = [], []
-    for name in list(sets) if args.set == "all" else [args.set]:
-        eval_set = sets[name]
-        index = args.index_root / name if args.index_root else None
-        for mode, overrides in modes.items():
-            bot = Bot(corpus=eval_set.corpus, index=index, settings=Settings.from_env(**overrides))
-            reports = run_set(bot, eval_set, args.limit)
-            label = f" [{mode}]" if args.compare else ""
-            for report in reports:
-                report.name += label
-            all_reports.extend(reports)
-            if mode in (shipped, "weighted", "reader"):
-                print_summary(name, mode, bot, reports, args.out if mode == shipped else None)
-                # the pairs of a large set only for the shipped way: the reader reads slowly
-                pairs = mode == shipped or eval_set.conversations is not None
-                text, share = conversation_figures(bot, eval_set, args.limit, pairs)
-                print(f"[{mode}] {text}")
-                if share is not None and mode == shipped:
-                    kept.append(share)
-    print(format_table(all_reports))
-    if len(kept) > 1:
-        asked = sum(n for _, n in kept)
-        pooled = sum(share * n for share, n in kept) / asked
-        print(f"[{shipped}] all sets: standalone questions kept: {pooled:.3f} of {asked}")
-    path = write_report(all_reports, args.out, "eval")
-    print(f"Per-question report: {path} (misses: {path.with_name('eval-misses.txt')})")
-    return 0
-
-
-def print_summary(name: str, mode: str, bot, reports, pictures: Path | None) -> None:
-    """The citation lengths and abstention AUCs of one mode; with `pictures`, the trade-off."""
-    from .abstention import abstention_aucs, plot_abstention
-    from .evaluate import citation_lengths
-
-    first, paragraph = citation_lengths(bot, reports)
-    aucs = ", ".join(f"{n} {a:.3f}" for n, a in abstention_aucs(reports).items())
-    line = (
-        f"{name} [{mode}]: mean first citation {first:.0f} chars, mean paragraph "
-        f"{paragraph:.0f} chars; abstention ROC AUC against {aucs or '-'}"
-    )
-    if pictures is not None:
-        title = f"{name}: answer vs abstention ({mode})"
-        path = pictures / f"abstention-{name}.png"
-        picture = plot_abstention(reports, bot.abstain_below(), path, title)
-        line += f"; trade-off: {picture}"
-    print(line)
+    return run_eval(args.set, args.compare, args.limit, args.index_root, args.out)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -127,7 +127,7 @@ class Settings:
 def passive_openmp() -> None:
     """Let OpenMP's idle threads sleep instead of spinning, unless the user chose otherwise.
 
-    torch and FAISS spin by default; on a busy 2-core machine that made encoding ~20x slower
-    (README, Benchmarks: threads). OpenMP reads it once, so call this before importing either.
+    torch and FAISS spin by default, and spinning threads take the cores from the work itself on
+    a busy machine. OpenMP reads the setting once, so call this before importing either.
     """
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

@@ -24,7 +24,7 @@ earlier question's words.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -85,15 +85,16 @@ def next_step(
     """`question` searched alone, or glued after `before` when the evidence says it leans."""
     alone = search(question)
     if before is None or not before.ranking.hits or not alone.hits:
-        return Step(question, question, alone, (question,))
+        return Step(question=question, query=question, ranking=alone, chain=(question,))
     chain = (*before.chain, question)[-CHAIN:]
     query = " ".join(chain)
     glued = search(query)
     lean = cosine(glued.vector, before.ranking.vector) - cosine(glued.vector, alone.vector)
     gap = alone.hits[0].score - alone.score_of(before.ranking.hits[0].row)
     if rule.leans(lean, gap):
-        return Step(question, query, glued, chain, lean, gap)
-    return Step(question, question, alone, (question,), lean, gap)
+        return Step(question=question, query=query, ranking=glued, chain=chain, lean=lean, gap=gap)
+    alone_step = Step(question=question, query=question, ranking=alone, chain=(question,))
+    return replace(alone_step, lean=lean, gap=gap)
 
 
 def cosine(a: np.ndarray | None, b: np.ndarray | None) -> float:

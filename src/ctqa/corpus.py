@@ -96,12 +96,3 @@ def load_corpus(folder: Path) -> list[Document]:
             raise CorpusError(f"{path} cannot be read ({exc.strerror}); check it.") from None
         documents.append(parse_document(path.resolve(), data))
     return documents
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a file's bytes, read in blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -19,3 +19,15 @@ class ModelError(CtqaError):
 
 class IndexProblem(CtqaError):
     """The index is missing, damaged, stale or cannot be written."""
+
+
+class IndexDamaged(IndexProblem):
+    """An index file is missing, damaged or inconsistent with the others."""
+
+
+class IndexOutdated(IndexProblem):
+    """The index was built with another format, model or settings than this ctqa uses."""
+
+
+class IndexWriteError(IndexProblem):
+    """A build could not write its generation (disk full, read-only folder)."""

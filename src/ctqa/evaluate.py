@@ -15,7 +15,7 @@ import json
 import re
 import statistics
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import PROJECT_ROOT
@@ -267,85 +267,3 @@ def run_set(bot, eval_set: EvalSet, limit: int | None = None) -> list[SetReport]
         reports.append(report)
         reports.extend(kind_reports(report))
     return reports
-
-
-def citation_lengths(bot, reports: list[SetReport]) -> tuple[float, float]:
-    """Mean length (characters) of the first cited passage, and of the corpus's paragraphs."""
-    index = bot.retriever.index
-    paragraphs: dict[tuple[str, int], tuple[int, int]] = {}
-    for p in index.passages:
-        lo, hi = paragraphs.get((p.doc_id, p.paragraph), (p.start, p.end))
-        paragraphs[(p.doc_id, p.paragraph)] = (min(lo, p.start), max(hi, p.end))
-    mean_paragraph = sum(hi - lo for lo, hi in paragraphs.values()) / max(1, len(paragraphs))
-    firsts = [r.first_length for report in reports for r in report.results if r.first_length]
-    return sum(firsts) / max(1, len(firsts)), mean_paragraph
-
-
-def format_table(reports: list[SetReport]) -> str:
-    """A plain-text table of the figures of several reports."""
-    header = (
-        "set",
-        "n",
-        "right@1",
-        "Hit@1",
-        "Hit@3",
-        "MRR@5",
-        "answer",
-        "abstain",
-        "span EM",
-        "span F1",
-        "p50 ms",
-        "p95 ms",
-    )
-    rows = [header]
-    for r in reports:
-        figures = (
-            r.answered_right,
-            r.hit_at_1,
-            r.hit_at_3,
-            r.mrr_at_5,
-            r.answer_rate,
-            r.abstention_rate,
-            r.span_exact_match,
-            r.span_f1,
-        )
-        rows.append(
-            (
-                r.name,
-                str(r.questions),
-                *("-" if v is None else f"{v:.3f}" for v in figures),
-                f"{r.latency_p50_ms:.1f}",
-                f"{r.latency_p95_ms:.1f}",
-            )
-        )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows
-    )
-
-
-def write_report(reports: list[SetReport], folder: Path, stem: str) -> Path:
-    """Per-question results and figures as JSON under `folder`."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{stem}.json"
-    payload = [asdict(r) for r in reports]
-    path.write_text(json.dumps(payload, indent=1, ensure_ascii=False), encoding="utf-8")
-    misses = folder / f"{stem}-misses.txt"
-    with open(misses, "w", encoding="utf-8") as handle:
-        for report in reports:
-            if report.kind:
-                continue  # a kind's report repeats its file's questions
-            for r in report.results:
-                wrong = (r.answerable and (r.rank != 1 or r.abstained)) or (
-                    not r.answerable and not r.abstained
-                )
-                if wrong:
-                    handle.write(
-                        f"[{report.name}] {r.id} rank={r.rank} abstained={r.abstained} "
-                        f"conf={r.confidence}\n  Q: {r.question}\n"
-                    )
-                    if r.query != r.question:
-                        handle.write(f"  searched: {r.query}\n")
-                    for cited in r.cited[:3]:
-                        handle.write(f"  cited: {cited}\n")
-    return path

@@ -20,7 +20,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Set
 from dataclasses import dataclass, field
 
-from .lexical import APOSTROPHES, WORD, _stopwords, fold
+from .lexical import APOSTROPHES, WORD, fold, stopwords
 
 # A word of letters only (in-word apostrophes are removed before matching names).
 LETTERS = re.compile(r"[^\W\d_]+")
@@ -115,12 +115,12 @@ class QueryExpander:
             if closest is _UNSEEN:
                 if len(self._corrected) >= CORRECTIONS_KEPT:
                     self._corrected.clear()
-                closest = self._corrected[word] = self._closest(word)
+                closest = self._corrected[word] = self.closest(word)
             if closest is not None:
                 found[word] = closest
         return found
 
-    def _closest(self, word: str) -> str | None:
+    def closest(self, word: str) -> str | None:
         """The corpus word within one edit (two for long words) that starts alike, if any."""
         from rapidfuzz import process
         from rapidfuzz.distance import Levenshtein
@@ -143,7 +143,7 @@ class QueryExpander:
 
 def _phrase_in(texts: list[str], key: str) -> str | None:
     """The first run of words in `texts` whose initials, stopwords skipped or not, are `key`."""
-    stop = _stopwords()
+    stop = stopwords()
     for text in map(APOSTROPHES.sub, itertools.repeat(""), texts):
         words = list(LETTERS.finditer(text))
         for i in range(len(words)):

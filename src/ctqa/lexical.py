@@ -113,7 +113,7 @@ def _stemmer():
 
 
 @lru_cache(maxsize=1)
-def _stopwords() -> frozenset[str]:
+def stopwords() -> frozenset[str]:
     from bm25s.stopwords import STOPWORDS_EN
 
     return frozenset(STOPWORDS_EN)
@@ -132,7 +132,7 @@ def fold(text: str) -> str:
 
 def terms(text: str) -> list[str]:
     """Stemmed content words of `text`, in order, stopwords removed."""
-    stop = _stopwords()
+    stop = stopwords()
     words = [w for w in WORD.findall(fold(text)) if w not in stop]
     with _stem_lock:
         return _stemmer().stemWords(words)

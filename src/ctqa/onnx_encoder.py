@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from .config import MODEL_DIM, MODEL_NAME, MODEL_WEIGHTS_SHA256
-from .corpus import file_sha256
 from .errors import ModelError
+from .files import file_sha256
 
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 EXPORT_FORMAT = 1
@@ -120,7 +120,7 @@ def load_onnx_encoder(
         import onnxruntime as ort
     except ImportError:
         raise ModelError("onnxruntime is not installed; run `make run` to install it.") from None
-    from .encoder import max_tokens, model_dir
+    from .minilm import max_tokens, model_dir
 
     folder = folder or model_dir()
     if path is None:

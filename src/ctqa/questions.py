@@ -30,11 +30,7 @@ def clean_question(question: object, limit: int) -> str:
         raise BadQuestion(
             "the question is empty; type a question, e.g. 'Who led the Indian delegation?'."
         )
-    if len(text) > limit:
-        raise BadQuestion(
-            f"the question is {len(text):,} characters long, over the limit of {limit:,}; "
-            "shorten it to what you want to know."
-        )
+    check_length(text, limit)
     if not any(c.isalnum() for c in text):
         raise BadQuestion("the question has no words in it; ask it in words.")
     return text
@@ -87,3 +83,14 @@ def _message_text(content: object) -> str:
         parts = (p.get("text") if isinstance(p, dict) else p for p in content)
         return " ".join(p for p in parts if isinstance(p, str))
     return ""
+
+
+def check_length(question: object, limit: int) -> None:
+    """`BadQuestion` when `question` is longer than `limit` characters. The chat checks the
+    question as typed (spaces and newlines included, as its text box counts), so that API
+    callers meet the same limit; `clean_question` checks it once whitespace is tidied."""
+    if isinstance(question, str) and len(question) > limit:
+        raise BadQuestion(
+            f"the question is {len(question):,} characters long, over the limit of {limit:,}; "
+            "shorten it to what you want to know."
+        )

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .corpus import file_sha256
 from .errors import ModelError
+from .files import file_sha256
 
 MODEL_FOLDER = Path(__file__).resolve().parent / "models"
 RECORD_FORMAT = 1
@@ -54,7 +54,7 @@ class Calibration:
     retrieval's agreement + bias)`, and below which probability of the first passage ctqa
     abstains. Chosen on the tuning split by `make model` (`calibrate.py`). The agreement is the
     share of the passages retrieval ranks first that come from the first one's statement or are
-    about the same thing (`retrieval.agreements`): a question the corpus does not answer
+    about the same thing (`confidence.agreements`): a question the corpus does not answer
     scatters them."""
 
     reader: float
@@ -90,7 +90,7 @@ def pair_tokenizer(folder: Path | None = None, max_tokens: int = MAX_PAIR_TOKENS
     """MiniLM's tokenizer set to read (question, passage) pairs, cutting only the passage."""
     from tokenizers import Tokenizer
 
-    from .encoder import model_dir
+    from .minilm import model_dir
 
     tokenizer = Tokenizer.from_file(str((folder or model_dir()) / "tokenizer.json"))
     tokenizer.no_padding()
@@ -210,7 +210,7 @@ def open_session(path: Path, threads: int, shared: tuple[str, ...] | list[str] =
         import onnx
         from onnx import numpy_helper
 
-        from .encoder import model_dir, verified_weights
+        from .minilm import model_dir, verified_weights
 
         model = onnx.load(source)
         tensors = minilm_tensors(verified_weights(model_dir()), shared)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .corpus import file_sha256
+from .files import file_sha256
 from .reader import INPUTS, batch_arrays, encode_pair, open_session, pair_tokenizer
 
 OUTPUTS = ("answer_logit", "start_logits", "end_logits")
@@ -117,8 +117,8 @@ def without_shared(source: Path, target: Path) -> None:
     import onnx
     from onnx import numpy_helper
 
-    from .encoder import model_dir, verified_weights
     from .errors import ModelError
+    from .minilm import model_dir, verified_weights
     from .reader import minilm_tensors
 
     model = onnx.load(str(source))

@@ -13,7 +13,7 @@ The question is first expanded from the corpus (acronyms spelled out, misspellin
 dense and BM25; `"dense"` and `"lexical"` by one signal alone (baselines for
 `ctqa eval --compare`). The confidence that decides abstention is always the weighted score of
 the first passage (its parts mean the same for every question, so one threshold serves all),
-lowered when the passages ranked next disagree with it (`agreements`, `confidence_of`).
+lowered when the passages ranked next disagree with it (confidence.py).
 """
 
 from __future__ import annotations
@@ -25,10 +25,12 @@ import numpy as np
 
 from .answer_type import asks_for_names, name_share
 from .chunking import Passage, Span
+from .confidence import agreements, confidence_of
 from .config import Settings
 from .expansion import QueryExpander
-from .index import Index, search_params
 from .lexical import query_terms, terms
+from .store import Index
+from .vectors import search_params
 
 RRF_K = 60
 NEAR_BEST_UNIT = 0.1  # cosine
@@ -111,7 +113,7 @@ class Retriever:
             keep = [index.passages[r].doc_id in doc_ids for r in rows]
             rows = rows[np.array(keep, dtype=bool)] if len(rows) else rows
         if len(rows) == 0:
-            return Ranking([], 0.0, query, vector=vector[0])
+            return Ranking(hits=[], confidence=0.0, query=query, vector=vector[0])
         q = vector[0]
         dense = index.passage_rows[rows] @ q
         unit, per_unit = self._unit_cosines(rows, q)
@@ -130,20 +132,27 @@ class Retriever:
         confidence = confidence_of(first, agreement, self.settings.weight_disagreement)
         hits = [
             Hit(
-                int(rows[i]),
-                index.passages[rows[i]],
-                float(score[i]),
-                self._answering_sentence(int(rows[i]), per_unit[i], wanted),
-                float(dense[i]),
-                float(unit[i]),
-                float(lexical[i]),
-                float(coverage[i]),
-                float(names[i]),
+                row=int(rows[i]),
+                passage=index.passages[rows[i]],
+                score=float(score[i]),
+                sentence=self._answering_sentence(int(rows[i]), per_unit[i], wanted),
+                dense=float(dense[i]),
+                unit=float(unit[i]),
+                lexical=float(lexical[i]),
+                coverage=float(coverage[i]),
+                names=float(names[i]),
             )
             for i in order[:k]
         ]
         scores = dict(zip(rows.tolist(), score.tolist(), strict=True))
-        return Ranking(hits, confidence, query, agreement, vector=q, scores=scores)
+        return Ranking(
+            hits=hits,
+            confidence=confidence,
+            query=query,
+            agreement=agreement,
+            vector=q,
+            scores=scores,
+        )
 
     def _first_pass(self, expansion):
         """Query vector, query terms, BM25 of every passage and the candidate rows."""
@@ -186,7 +195,7 @@ class Retriever:
         """(`weighted`, `score`, name shares) with each passage's name share added, reading the
         passages best first and stopping once no unread one can reach the first `k` (its share
         stays 0): a share adds at most `weight_names`, and reading a passage's names is the
-        slowest step of a search at scale (about 40 µs a passage)."""
+        slowest step of a search over a large corpus."""
         gain = self.settings.weight_names
         moves = self.settings.fusion == "weighted"  # other fusions rank without names
         order = np.argsort(-score, kind="stable")
@@ -241,14 +250,9 @@ class Retriever:
 
     def _unit_cosines(self, rows: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, list]:
         """(Best unit cosine of each passage row, the cosines of all its units)."""
-        index = self.index
-        counts = index.unit_count[rows]
-        ends = np.cumsum(counts)
-        # unit rows of each passage, one after another: first[r], first[r] + 1, ...
-        shift = np.repeat(index.unit_first[rows] - (ends - counts), counts)
-        sims = index.unit_rows[np.arange(ends[-1]) + shift] @ q
-        starts = ends - counts  # every passage has at least one unit, its sentence
-        per_unit = [sims[a:b] for a, b in zip(starts.tolist(), ends.tolist(), strict=True)]
+        units, starts = self.index.units_of(rows)
+        sims = self.index.unit_rows[units] @ q
+        per_unit = np.split(sims, starts[1:])
         return np.maximum.reduceat(sims, starts), per_unit  # float32, as the rows
 
     def _answering_sentence(self, row: int, unit_sims: np.ndarray, wanted: list[str]) -> Span:
@@ -271,29 +275,10 @@ class Retriever:
         return passage.sentences[int(np.argmax(scores))]
 
 
-def agreements(doc_ids: list[str], vectors: np.ndarray, cut_off: float) -> np.ndarray:
-    """Which passages agree with which: from the same statement, or about the same thing (cosine
-    of their normalised `vectors` at least `cut_off`). A question the corpus answers draws its
-    nearest passages from one statement or subject; one it does not answer scatters them over
-    whatever shares a word or two with it.
-
-    >>> agreements(["a", "a", "b"], np.eye(3, dtype=np.float32), 0.4)[0].tolist()
-    [True, True, False]
-    """
-    docs = np.array(doc_ids)
-    return (docs[:, None] == docs[None, :]) | (vectors @ vectors.T >= cut_off)
-
-
-def confidence_of(first_score: float, agreement: float, weight_disagreement: float) -> float:
-    """The confidence that decides abstention: the first passage's weighted score, less
-    `weight_disagreement` times the share of the passages ranked first that disagree with it."""
-    return first_score - weight_disagreement * (1.0 - agreement)
-
-
 @lru_cache(maxsize=1)
 def _model_words() -> frozenset[str]:
     """Whole words the encoder knows (its WordPiece vocabulary without the `##` pieces)."""
-    from .encoder import load_tokenizer
+    from .minilm import load_tokenizer
 
     return frozenset(w for w in load_tokenizer().get_vocab() if w.isalpha())
 

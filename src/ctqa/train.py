@@ -26,8 +26,17 @@ from pathlib import Path
 
 import numpy as np
 
-from .reader import MODEL_FOLDER, encode_pair, pair_tokenizer
-from .training_data import SQUAD_TRAIN, Pair, corpus_of, load_squad, split, training_pairs
+from .reader import MODEL_FOLDER, pair_tokenizer
+from .training_data import (
+    SQUAD_TRAIN,
+    Pair,
+    batches,
+    corpus_of,
+    encode_pairs,
+    load_squad,
+    split,
+    training_pairs,
+)
 
 
 @dataclass(frozen=True)
@@ -58,39 +67,6 @@ class Batch:
     label: object
     start: object
     end: object
-
-
-def encode_pairs(tokenizer, pairs: list[Pair]) -> tuple[list, np.ndarray]:
-    """(encoded pairs, [label, start piece, end piece] per pair); an answer cut off by the
-    token limit drops its pair."""
-    kept, targets = [], []
-    for pair in pairs:
-        encoded = encode_pair(tokenizer, pair.question, pair.passage)
-        if pair.span is None:
-            kept.append(encoded)
-            targets.append((0, 0, 0))
-            continue
-        a, b = pair.span
-        pieces = range(encoded.passage_from, len(encoded.ids) - 1)
-        starts = [i for i in pieces if encoded.offsets[i][0] <= a < encoded.offsets[i][1]]
-        ends = [i for i in pieces if encoded.offsets[i][0] < b <= encoded.offsets[i][1]]
-        if starts and ends and starts[0] <= ends[-1]:
-            kept.append(encoded)
-            targets.append((1, starts[0], ends[-1]))
-    return kept, np.array(targets, dtype=np.int64).reshape(-1, 3)
-
-
-def batches(encoded, size: int, rng: random.Random) -> list[list[int]]:
-    """Pair indexes in batches of similar length (less padding), in a shuffled order."""
-    order = list(range(len(encoded)))
-    rng.shuffle(order)
-    chunk = size * 50
-    result = []
-    for at in range(0, len(order), chunk):
-        part = sorted(order[at : at + chunk], key=lambda i: len(encoded[i].ids))
-        result.extend(part[i : i + size] for i in range(0, len(part), size))
-    rng.shuffle(result)
-    return result
 
 
 def collate(rows: list[int], encoded, targets, cache=None):
@@ -257,7 +233,7 @@ def run(config: TrainConfig, work: Path, out: Path, log=print) -> dict:
 
     from .calibrate import calibrate
     from .config import passive_openmp
-    from .encoder import model_dir, verified_weights
+    from .minilm import model_dir, verified_weights
     from .reader_export import export_reader
     from .reader_net import from_minilm
 

@@ -20,8 +20,11 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from .config import PROJECT_ROOT
 from .evaluate import doc_key
+from .reader import encode_pair
 
 SQUAD_TRAIN = PROJECT_ROOT / "eval" / "squad-train"
 TUNING_ARTICLES = ("IPod", "Normans", "Private_school", "Solar_energy")
@@ -147,15 +150,48 @@ def training_pairs(
 ) -> list[Pair]:
     """Pairs for every question, its negatives drawn from the first `candidates` passages that
     `bot` (over the questions' own articles) ranks for it. Shuffled with `seed`."""
-    index = bot.retriever.index
+    index = bot.load().index
     by_paragraph: dict[tuple[str, int], list[str]] = {}
     for p in index.passages:
         by_paragraph.setdefault((doc_key(p.doc_id), p.paragraph), []).append(p.text)
     pairs = []
     for q in questions:
         own = by_paragraph.get((doc_key(q.title), q.paragraph + 1), [])
-        ranking = bot.retriever.search(q.question, candidates)
+        ranking = bot.load().search(q.question, candidates)
         ranked = [hit.passage.text for hit in ranking.hits]
         pairs.extend(pairs_for(q, own, ranked, negatives))
     random.Random(seed).shuffle(pairs)
     return pairs
+
+
+def encode_pairs(tokenizer, pairs: list[Pair]) -> tuple[list, np.ndarray]:
+    """(encoded pairs, [label, start piece, end piece] per pair); an answer cut off by the
+    token limit drops its pair."""
+    kept, targets = [], []
+    for pair in pairs:
+        encoded = encode_pair(tokenizer, pair.question, pair.passage)
+        if pair.span is None:
+            kept.append(encoded)
+            targets.append((0, 0, 0))
+            continue
+        a, b = pair.span
+        pieces = range(encoded.passage_from, len(encoded.ids) - 1)
+        starts = [i for i in pieces if encoded.offsets[i][0] <= a < encoded.offsets[i][1]]
+        ends = [i for i in pieces if encoded.offsets[i][0] < b <= encoded.offsets[i][1]]
+        if starts and ends and starts[0] <= ends[-1]:
+            kept.append(encoded)
+            targets.append((1, starts[0], ends[-1]))
+    return kept, np.array(targets, dtype=np.int64).reshape(-1, 3)
+
+
+def batches(encoded, size: int, rng: random.Random) -> list[list[int]]:
+    """Pair indexes in batches of similar length (less padding), in a shuffled order."""
+    order = list(range(len(encoded)))
+    rng.shuffle(order)
+    chunk = size * 50
+    result = []
+    for at in range(0, len(order), chunk):
+        part = sorted(order[at : at + chunk], key=lambda i: len(encoded[i].ids))
+        result.extend(part[i : i + size] for i in range(0, len(part), size))
+    rng.shuffle(result)
+    return result

@@ -85,9 +85,9 @@ def warm_and_peer(
     """Sections 1 and 2: Bot.answer as shipped (the default backend, and PyTorch) and with the
     reader on, bare `SentenceTransformer.encode` of `baseline` (a PyTorch ctqa Encoder; the
     bot's own encoder if None) and the peer's search, taking turns."""
-    from ctqa.encoder import model_dir
+    from ctqa.minilm import model_dir
 
-    retriever = bot.retriever  # loads the model and the index
+    retriever = bot.load()  # loads the model and the index
     baseline = baseline or retriever.encoder
     calls = {"bare": bare_encode(baseline.model), "ctqa": ask(bot)}
     if with_reader:
@@ -170,9 +170,7 @@ def reading(bot, reader: str):
     from ctqa import Bot
 
     settings = replace(bot.settings, reader=reader)
-    return Bot(
-        bot.corpus, bot.index_dir, settings=settings, encoder=bot.retriever.encoder, log=print
-    )
+    return Bot(bot.corpus, bot.index_dir, settings=settings, encoder=bot.load().encoder, log=print)
 
 
 @dataclass(frozen=True)

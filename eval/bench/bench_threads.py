@@ -2,7 +2,7 @@
 OMP_WAIT_POLICY=PASSIVE unless it is set already).
 
 Both are fixed when a process starts, so each variant runs in its own worker process
-(`python eval/bench_threads.py THREADS`), the variants taking turns.
+(`python eval/bench/bench_threads.py THREADS`), the variants taking turns.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ The statements are made reproducibly from real text: the sentences of `eval/squa
 sentences each. Both builds use the bundled model; its loading is timed apart. The rebuild
 should take at most 5% of the full build: only the changed statement is chunked and embedded.
 
-    .venv/bin/python eval/bench_index.py [--statements 1000] [--seed 15] [--keep DIR]
+    .venv/bin/python eval/bench/bench_index.py [--statements 1000] [--seed 15] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -18,13 +18,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from ctqa.build import build_index
 from ctqa.chunking import paragraph_spans, sentence_spans
 from ctqa.config import Settings
 from ctqa.corpus import load_corpus
-from ctqa.encoder import load_encoder, token_counter
-from ctqa.index import build_index
+from ctqa.encoder import load_encoder
+from ctqa.minilm import token_counter
 
-SOURCE = Path(__file__).resolve().parent / "squad" / "corpus"
+SOURCE = Path(__file__).resolve().parents[1] / "squad" / "corpus"
 TARGET = 0.05
 
 

@@ -1,7 +1,7 @@
 """Scale: a reproducible corpus of N passages recombined from the SQuAD slice's sentences,
 its index build (time, size, peak memory) and query latency, exact and approximate.
 
-The build and the queries run in worker processes (`python eval/bench_scale.py build|query`)
+The build and the queries run in worker processes (`python eval/bench/bench_scale.py build|query`)
 so that their peak memory is their own; each prints one JSON object.
 
 Every generated paragraph is 2 to 4 sentences drawn with a fixed seed from the slice's 1,627,
@@ -53,7 +53,7 @@ def sentence_pool(source: Path = SQUAD_CORPUS) -> list[str]:
     """Sentences of the corpus, as ctqa's chunking splits them, in corpus order."""
     from ctqa.chunking import chunk_document
     from ctqa.corpus import load_corpus
-    from ctqa.encoder import token_counter
+    from ctqa.minilm import token_counter
 
     count = token_counter()
     return [
@@ -84,7 +84,7 @@ def paragraphs(pool: list[str], n: int, seed: int, fits=lambda text: True) -> li
 
 def generated_paragraphs(n: int, seed: int, source: Path = SQUAD_CORPUS) -> list[tuple[str, ...]]:
     """The paragraphs `generate_corpus` writes, as their sentences."""
-    from ctqa.encoder import token_counter
+    from ctqa.minilm import token_counter
 
     count = token_counter()
     return paragraphs(sentence_pool(source), n, seed, fits=lambda t: count(t) <= 256)
@@ -237,9 +237,10 @@ def peak_rss_mb() -> float:
 def worker_build(corpus: Path, index: Path, vectors: str, threads: int | None) -> dict:
     """Build the index of `corpus` into `index`; figures as a dict. `vectors`: "real" (ctqa's
     build as is), "memo" (each distinct text embedded once) or "composed" (`ComposedEncoder`)."""
+    from ctqa.build import build_index
     from ctqa.config import Settings
-    from ctqa.encoder import load_encoder, token_counter
-    from ctqa.index import build_index
+    from ctqa.encoder import load_encoder
+    from ctqa.minilm import token_counter
 
     settings = Settings.from_env()
     real = load_encoder(threads or settings.threads)
@@ -350,8 +351,8 @@ def flat_copy(vectors):
 def switcher(bot):
     """A function that makes `bot` search a given variant of its loaded index (its FAISS
     indexes swapped for exact or other approximate ones)."""
-    retriever = bot.retriever
-    if bot.retriever is not retriever:
+    retriever = bot.load()
+    if bot.load() is not retriever:
         raise RuntimeError("the bot makes a new retriever per question; cannot swap its index")
 
     def use(index) -> None:
@@ -385,16 +386,16 @@ def worker_query(
     from ctqa.config import Settings
     from ctqa.encoder import load_encoder
     from ctqa.evaluate import load_questions
-    from ctqa.index import search_params
+    from ctqa.vectors import search_params
 
     settings = Settings.from_env()
     encoder = load_encoder(settings.threads)
     statement = Bot(corpus=ROOT / "seeds", index=statement_index, encoder=encoder)
-    statement.retriever  # noqa: B018 - loads it
+    statement.load()  # noqa: B018 - loads it
     rss_before = peak_rss_mb()
     scale = Bot(index=index, encoder=encoder)
     load_s = time.perf_counter()
-    idx = scale.retriever.index
+    idx = scale.load().index
     load_s = time.perf_counter() - load_s
     rss_loaded = peak_rss_mb()
     use = switcher(scale)
@@ -464,7 +465,7 @@ def worker_query(
             calls[name] = using(use, variant, tune, ask(scale))
     # Exact search streams 1.4 GB per question and evicts what the other searches keep in the
     # CPU caches: it is timed in a pass of its own, with its own encode samples, on every other
-    # question (its p50 moves by a few ms at 0.2 s; the whole set would add 20 s to the run).
+    # question (its p50 barely moves, and the whole set would lengthen the run for nothing).
     exact_call = calls.pop("scale exact")
     samples = interleaved(calls, questions, rounds=rounds)
     overhead = {
@@ -521,7 +522,7 @@ def recorded_build(index: Path, corpus: Path, vectors: str, search_too: bool = T
     how its vectors are searched (flat or IVF, which a re-index changes without embedding)
     counts as fresh."""
     from ctqa.config import MODEL_DIM, MODEL_NAME, MODEL_WEIGHTS_SHA256, Settings
-    from ctqa.index import check_status, index_settings
+    from ctqa.manifest import check_status, index_settings
 
     record = index / "bench-build.json"
     if not record.is_file():
@@ -641,7 +642,7 @@ def scale_section(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="scale bench worker (run by eval/bench.py)")
+    parser = argparse.ArgumentParser(description="scale bench worker (run by eval/bench/bench.py)")
     sub = parser.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build")
     b.add_argument("corpus", type=Path)

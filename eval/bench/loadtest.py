@@ -11,8 +11,8 @@ asks every question once in a row for reference answers, then:
 Bounded: a fixed number of questions, and `--timeout` seconds for everything. Exits non-zero
 when a reply differs, a request fails, or the overload run turns nobody away.
 
-    python eval/loadtest.py                      # make loadtest
-    python eval/loadtest.py --clients 10 --questions 3 --overload 0
+    python eval/bench/loadtest.py                      # make loadtest
+    python eval/bench/loadtest.py --clients 10 --questions 3 --overload 0
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import json
 import os
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,11 +35,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from ctqa.evaluate import percentile
+
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 QUESTION_FILES = ("statement/answerable.jsonl", "statement/unanswerable.jsonl")
 
 
@@ -61,11 +62,11 @@ class Run:
 
     def summary(self) -> str:
         ms = sorted(t * 1000 for t in self.latencies) or [0.0]
-        p95 = statistics.quantiles(ms, n=20)[-1] if len(ms) > 1 else ms[0]
+        p95 = percentile(ms, 0.95)
         return (
             f"{self.sessions} sessions x {self.per_session} questions: {self.answered} answered "
             f"in {self.seconds:.1f} s ({self.answered / max(self.seconds, 1e-9):.1f} answers/s); "
-            f"latency p50 {statistics.median(ms):.0f} ms, p95 {p95:.0f} ms, max {ms[-1]:.0f} ms; "
+            f"latency p50 {percentile(ms, 0.5):.0f} ms, p95 {p95:.0f} ms, max {ms[-1]:.0f} ms; "
             f"errors {len(self.errors)}; different from the sequential answer "
             f"{len(self.different)}"
         )
@@ -85,7 +86,7 @@ class Overload:
         told = ""
         if self.busy:
             ms = sorted(t * 1000 for t in self.busy)
-            told = f" (told in {statistics.median(ms):.0f} ms median, {ms[-1]:.0f} ms max)"
+            told = f" (told in {percentile(ms, 0.5):.0f} ms median, {ms[-1]:.0f} ms max)"
         return (
             f"{self.callers} callers at once, 1 question each: {self.answered} answered, "
             f"{len(self.busy)} told the app is busy{told}; other errors {len(self.errors)}; "

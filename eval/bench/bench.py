@@ -1,6 +1,6 @@
 """ctqa benchmark: medians and ratios, each against a baseline measured in the same run.
 
-    .venv/bin/python eval/bench.py [--quick] [--only warm,onnx,threads,build,cold,scale]
+    .venv/bin/python eval/bench/bench.py [--quick] [--only warm,onnx,threads,build,cold,scale]
 
 Sections: 1 warm query (Bot.answer vs bare SentenceTransformer.encode), 2 peer (LangChain FAISS
 + HuggingFaceEmbeddings), 3 cold start (`ctqa --help` imports, `ctqa ask` and `ctqa serve`
@@ -76,7 +76,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--scale-vectors",
         choices=("composed", "memo", "real"),
         default="composed",
-        help="how the scale build gets its vectors (see eval/bench_scale.py); real is slowest",
+        help="how the scale build gets its vectors (see bench_scale.py); real is slowest",
     )
     parser.add_argument(
         "--scale-approx",
@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> Report:
     with tempfile.TemporaryDirectory(prefix="ctqa-bench-") as tmp:
         index = statement_index(Path(tmp))
         bot = Bot(corpus=ROOT / "seeds", index=index, log=lambda m: print(m, file=sys.stderr))
-        encoder = bot.retriever.encoder  # the default backend (ONNX Runtime unless it fell back)
+        encoder = bot.load().encoder  # the default backend (ONNX Runtime unless it fell back)
         settings = bot.settings
         # the baseline of every "bare encode": sentence-transformers on PyTorch
         torch_encoder = load_encoder(settings.threads, backend="torch")
@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         merge_earlier(report, only, args.out / "bench.json")
     minutes = (time.perf_counter() - started) / 60
     report.notes.append(f"the whole run took {minutes:.1f} min")
-    command = "python eval/bench.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+    command = "python eval/bench/bench.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     md, js = write_report(report, args.out, command.strip())
     print()
     print(format_rows(report.rows))

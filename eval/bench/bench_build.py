@@ -28,7 +28,7 @@ def embedded_texts(corpus: Path, settings) -> tuple[list[str], list[str], float]
     """(passage texts, unit texts, seconds spent chunking) of a corpus, as ctqa chunks it."""
     from ctqa.chunking import chunk_document
     from ctqa.corpus import load_corpus
-    from ctqa.encoder import token_counter
+    from ctqa.minilm import token_counter
 
     count = token_counter()
 
@@ -47,8 +47,8 @@ def embedded_texts(corpus: Path, settings) -> tuple[list[str], list[str], float]
 def measure_build(encoder, baseline, settings, corpus: Path, rounds: int) -> BuildTimes:
     """`build_index` with `encoder` into fresh folders, taking turns with bare encodes of the
     same texts: `baseline.model` (a SentenceTransformer) and `encoder` itself."""
-    from ctqa.encoder import token_counter
-    from ctqa.index import build_index
+    from ctqa.build import build_index
+    from ctqa.minilm import token_counter
 
     texts, units, chunking = embedded_texts(corpus, settings)
     model, batch = baseline.model, settings.encode_batch_size

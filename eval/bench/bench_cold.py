@@ -87,7 +87,7 @@ def wall(cmd: list[str], cwd: Path = ROOT, env: dict[str, str] | None = None) ->
 def ask_vs_bare(runs: int, index: Path) -> dict[str, list[float]]:
     """Whole-process seconds of `ctqa ask` (over seeds/ and `index`) on the default backend and
     on PyTorch, and of the bare script; taking turns."""
-    from ctqa.encoder import model_dir
+    from ctqa.minilm import model_dir
 
     with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as handle:
         handle.write(BARE_SCRIPT.format(question=QUESTION))

@@ -15,7 +15,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from ctqa.evaluate import percentile
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -28,8 +30,10 @@ class Latency:
 
     @classmethod
     def of(cls, seconds: Sequence[float]) -> Latency:
-        values = sorted(seconds)
-        return cls(len(values), _quantile(values, 0.5) * 1000, _quantile(values, 0.95) * 1000)
+        values = list(seconds)
+        if not values:
+            return cls(0, float("nan"), float("nan"))
+        return cls(len(values), percentile(values, 0.5) * 1000, percentile(values, 0.95) * 1000)
 
     def __str__(self) -> str:
         return f"p50 {self.p50_ms:.1f} ms, p95 {self.p95_ms:.1f} ms"
@@ -60,20 +64,6 @@ class Report:
     def add(self, row: Row) -> None:
         self.rows.append(row)
         print(format_rows([row], header=False), flush=True)
-
-
-def _quantile(sorted_values: Sequence[float], q: float) -> float:
-    """Linear-interpolation quantile of already sorted values.
-
-    >>> _quantile([1.0, 2.0, 3.0, 4.0], 0.5)
-    2.5
-    """
-    if not sorted_values:
-        return float("nan")
-    pos = (len(sorted_values) - 1) * q
-    lo = int(pos)
-    hi = min(lo + 1, len(sorted_values) - 1)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
 
 
 def median(values: Sequence[float]) -> float:

@@ -1,0 +1,177 @@
+"""What the chat does with a bot: answer a question with the page's controls, keep the
+conversation's own history, show a cited passage in its statement, record votes. The reply is
+`render.reply` with the answering sentence marked by `<mark>`: the same words the CLI prints.
+"""
+
+from collections.abc import Iterable
+
+from .errors import BadQuestion
+from .feedback import FeedbackLog, Turn
+from .gradio_setup import gr
+from .questions import check_length
+from .render import escape_markdown, html_mark, reply
+from .results import Answer, Citation
+from .source_panel import source_html
+
+
+def reply_markdown(answer: Answer) -> str:
+    """The chat reply: `render.reply` with the answering sentences marked in yellow."""
+    return reply(answer, mark=html_mark)
+
+
+def problem_markdown(exc: Exception) -> str:
+    """A refused question, as the chat shows it."""
+    return f"**Cannot ask that:** {escape_markdown(str(exc))}"
+
+
+def question_markdown(question: object) -> str:
+    """The user's question shown literally in the chat, whatever it contains."""
+    text = question if isinstance(question, str) else repr(question)
+    text = "".join(c if c.isprintable() or c in "\t\n" else "\ufffd" for c in text)
+    if len(text) > 300:
+        text = text[:300] + " …"
+    # '#' too: a question starting with it must not become a heading
+    return escape_markdown(text).replace("#", "\\#") or "_(empty)_"
+
+
+def citation_choices(answer: Answer) -> list[tuple[str, str]]:
+    """Radio choices for the reply's citations (or nearest passages), values '0', '1', ..."""
+    if answer.abstained:
+        return [
+            (f"¶{c.paragraph} · {c.title} (does not answer)", str(i))
+            for i, c in enumerate(answer.nearest)
+        ]
+    return [
+        (f"{i + 1}. ¶{c.paragraph} · {c.title}", str(i)) for i, c in enumerate(answer.citations)
+    ]
+
+
+class ChatService:
+    """What the page and the API do with a bot: answer, show sources, record votes."""
+
+    def __init__(self, bot):
+        self.bot = bot
+        self.settings = bot.settings
+        bot.load()  # noqa: B018 -- loads the model and the index before the first question
+        self.feedback = FeedbackLog(self.settings.feedback_file)
+
+    @property
+    def documents(self) -> dict:
+        """The statements of the index generation in use (a new one is picked up live)."""
+        return self.bot.documents()
+
+    def doc_ids(self, selected: Iterable[str] | None) -> set[str] | None:
+        """The statement ids to search, or None for all; unknown ids are a `BadQuestion`."""
+        if selected is not None and (
+            not isinstance(selected, (list, tuple)) or not all(isinstance(s, str) for s in selected)
+        ):
+            raise BadQuestion(
+                "documents must be a list of statement ids, e.g. "
+                f"[{next(iter(self.documents))!r}]; leave it empty to search them all."
+            )
+        chosen = set(selected or ())
+        unknown = chosen - set(self.documents)
+        if unknown:
+            shown = sorted(unknown)[:5]  # a caller may send thousands; echo only a few
+            more = f" and {len(unknown) - len(shown)} more" if len(unknown) > len(shown) else ""
+            raise BadQuestion(
+                f"unknown statement id(s) {', '.join(shown)}{more}; "
+                f"known: {', '.join(sorted(self.documents))}."
+            )
+        return chosen or None
+
+    def answer(self, question, history, k, documents) -> Answer:
+        """`bot.answer` with the page's controls; `BadQuestion` for anything unusable."""
+        check_length(question, self.settings.max_question_chars)
+        if isinstance(k, float) and k.is_integer():
+            k = int(k)
+        return self.bot.answer(question, history=history, k=k, doc_ids=self.doc_ids(documents))
+
+    def api_chat(
+        self,
+        question: str,
+        history: list[dict] | None = None,
+        k: int = 3,
+        documents: list[str] | None = None,
+    ) -> str:
+        """Answer `question` from the statements, as Markdown. `history`: earlier chat messages
+        ({"role", "content"}) or questions, oldest first; `k`: passages to cite;
+        `documents`: statement ids to search (all when empty)."""
+        try:
+            return reply_markdown(self.answer(question, history, k, documents))
+        except BadQuestion as exc:
+            return problem_markdown(exc)
+
+    def statement(self, doc_id: str | None, citation: Citation | None = None, nearest=False):
+        """The source panel for `doc_id` (the first statement when unknown)."""
+        doc = self.documents.get(doc_id) or next(iter(self.documents.values()))
+        if citation is None:
+            note = "the whole statement"
+        elif nearest:
+            note = "nearest passage, which does not answer the question"
+        else:
+            note = "passage cited"
+        return source_html(doc, citation, note, nearest)
+
+    def respond(self, question, messages, k, documents, turns):
+        """One exchange on the page: the updated chat, its records and the source panel."""
+        messages, turns = list(messages or []), list(turns or [])
+        shown = [_msg("user", question_markdown(question))]
+        try:
+            answer = self.answer(question, earlier_questions(messages, turns), k, documents)
+        except BadQuestion as exc:
+            turn = Turn(len(messages) + 1, str(question), str(question), False, (), str(exc))
+            messages += [*shown, _msg("assistant", problem_markdown(exc))]
+            return "", messages, [*turns, turn], gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        cited = tuple(answer.citations or answer.nearest)
+        turn = Turn(len(messages) + 1, answer.question, answer.query, answer.abstained, cited)
+        messages += [*shown, _msg("assistant", reply_markdown(answer))]
+        radio = citation_radio(answer)
+        if not cited:
+            return "", messages, [*turns, turn], turn, radio, gr.skip(), gr.skip()
+        panel = self.statement(cited[0].doc_id, cited[0], answer.abstained)
+        return "", messages, [*turns, turn], turn, radio, panel, cited[0].doc_id
+
+    def pick_citation(self, choice, last: Turn | None):
+        """Show the chosen citation of the last reply in its statement."""
+        try:
+            c = last.citations[int(choice)]
+        except (AttributeError, TypeError, ValueError, IndexError):
+            return gr.skip(), gr.skip()
+        return self.statement(c.doc_id, c, last.abstained), c.doc_id
+
+    def read(self, doc_id):
+        """Show a whole statement, nothing highlighted."""
+        return self.statement(doc_id)
+
+    def vote(self, turns, data: gr.LikeData):
+        """Record a thumbs up or down on a reply."""
+        index = data.index[0] if isinstance(data.index, (list, tuple)) else data.index
+        turn = next((t for t in turns or () if t.message == index), None)
+        if turn is None:
+            return
+        vote = {True: "up", False: "down"}.get(data.liked, str(data.liked))
+        self.feedback.record(turn, vote)
+
+
+def citation_radio(answer: Answer | None):
+    """The citation picker for a new reply (its first passage selected), or emptied."""
+    choices = citation_choices(answer) if answer is not None else []
+    label = (
+        "Nearest passages (they do not answer the last question)"
+        if answer is not None and answer.abstained
+        else "Passages cited in the last reply"
+    )
+    return gr.Radio(choices=choices, value="0" if choices else None, label=label)
+
+
+def _msg(role: str, content: str) -> dict:
+    return {"role": role, "content": content}
+
+
+def earlier_questions(messages: list, turns: list[Turn]) -> list:
+    """The user's earlier questions as typed (the chat shows them escaped; the turns keep them),
+    or the chat messages themselves when this session has no turns (an API caller's history)."""
+    if turns:
+        return [t.question for t in turns if t.error is None]
+    return [m for m in messages if isinstance(m, dict)]
