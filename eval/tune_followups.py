@@ -16,14 +16,12 @@ passage they get alone (ties: the one that keeps more).
 
 from __future__ import annotations
 
-import random
-
 import numpy as np
 
 from ctqa.bot import Bot
 from ctqa.config import PROJECT_ROOT, Settings
 from ctqa.conversation import FollowUpRule, Step, next_step
-from ctqa.conversation_eval import kept_share, load_turns, score_conversations
+from ctqa.conversation_eval import kept_share, load_turns, pairings, score_conversations
 from ctqa.evaluate import load_questions
 from ctqa.logistic import fit_logistic
 
@@ -34,16 +32,10 @@ KEEP_AT_LEAST = 0.97
 NEVER = FollowUpRule(lean=0.0, gap=0.0, bias=-1.0)  # measures the evidence, never leans
 
 
-def tuning_pairs(seed: int = 7) -> list[tuple[str, object]]:
+def tuning_pairs() -> list[tuple[str, object]]:
     """Each tuning question after `EARLIER_PER_QUESTION` answerable tuning questions answered
-    by another paragraph."""
-    questions = load_questions(TUNING_QUESTIONS)
-    rng = random.Random(seed)
-    pairs = []
-    for q in questions:
-        pool = [o for o in questions if o.answerable and o.paragraph != q.paragraph]
-        pairs.extend((o.question, q) for o in rng.sample(pool, EARLIER_PER_QUESTION))
-    return pairs
+    by another paragraph (`conversation_eval.pairings`, as `ctqa eval` pairs its own)."""
+    return pairings(load_questions(TUNING_QUESTIONS), earlier=EARLIER_PER_QUESTION)
 
 
 def evidence(bot: Bot, earlier: str, question: str) -> tuple[float, float]:

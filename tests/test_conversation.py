@@ -40,7 +40,10 @@ class FakeSearch:
         scores = {r: float(np.mean([p[1].get(r, 0.0) for p in parts])) for r in rows}
         order = sorted(scores, key=scores.get, reverse=True)
         hits = [SimpleNamespace(row=r, score=scores[r]) for r in order]
-        return Ranking(hits, scores[order[0]], text, vector=vector, scores=scores)
+        rows, values = np.array(order), np.array([scores[r] for r in order])
+        return Ranking(
+            hits, scores[order[0]], text, vector=vector, candidates=rows, candidate_scores=values
+        )
 
 
 INDIAN = "Who led the Indian delegation?"

@@ -25,10 +25,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .retrieval import Ranking
+if TYPE_CHECKING:  # importing the bot stays light: retrieval loads with the index
+    from .retrieval import Ranking
 
 # Questions glued into one query at most: a chain of follow-ups keeps its last three.
 CHAIN = 3

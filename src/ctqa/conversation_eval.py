@@ -103,9 +103,10 @@ def score_conversations(bot, turns: list[Turn], mode: str, k: int = 5) -> Conver
     return ConversationScores(mode, shares)
 
 
-def pairings(questions: list[EvalQuestion], seed: int = PAIRING_SEED):
-    """(earlier question, question) for every question: the earlier one answerable and on
-    another statement, or on another passage when all are on one statement."""
+def pairings(questions: list[EvalQuestion], seed: int = PAIRING_SEED, earlier: int = 1):
+    """(earlier question, question) pairs, `earlier` of them for every question: each earlier
+    one answerable and on another statement, or on another passage when all are on one
+    statement; drawn in a fixed order from `seed`."""
     rng = random.Random(seed)
     docs = {q.doc for q in questions if q.answerable}
     pairs = []
@@ -119,8 +120,7 @@ def pairings(questions: list[EvalQuestion], seed: int = PAIRING_SEED):
             return other.paragraph != q.paragraph or q.paragraph is None
 
         pool = [o for o in questions if unrelated(o)]
-        if pool:
-            pairs.append((rng.choice(pool).question, q))
+        pairs.extend((o.question, q) for o in rng.sample(pool, min(earlier, len(pool))))
     return pairs
 
 

@@ -64,21 +64,24 @@ class Ranking:
     query: str  # what was searched: the question with acronyms spelled out
     agreement: float = 1.0  # share of the passages ranked first that agree with the first
     vector: np.ndarray | None = field(default=None, compare=False)  # the query's embedding
-    # The score of every candidate passage (row -> score), the ranked ones and the rest.
-    scores: dict[int, float] = field(default_factory=dict, compare=False)
+    # Every candidate passage searched (its row) and its score, the ranked ones and the rest:
+    # kept as searched, so that a question costs nothing more when they are not read.
+    candidates: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), compare=False)
+    candidate_scores: np.ndarray = field(default_factory=lambda: np.zeros(0), compare=False)
 
     def score_of(self, row: int) -> float:
         """The score of passage `row`; one that was not even a candidate scores as the lowest
         candidate did (it is further still).
 
-        >>> Ranking([], 0.0, "q", scores={4: 0.6, 9: 0.1}).score_of(4)
-        0.6
-        >>> Ranking([], 0.0, "q", scores={4: 0.6, 9: 0.1}).score_of(7)
-        0.1
+        >>> r = Ranking([], 0.0, "q", candidates=np.array([4, 9]),
+        ...             candidate_scores=np.array([0.6, 0.1]))
+        >>> r.score_of(4), r.score_of(7)
+        (0.6, 0.1)
         """
-        if row in self.scores:
-            return self.scores[row]
-        return min(self.scores.values(), default=0.0)
+        found = np.flatnonzero(self.candidates == row)
+        if len(found):
+            return float(self.candidate_scores[found[0]])
+        return float(self.candidate_scores.min()) if len(self.candidate_scores) else 0.0
 
 
 class Retriever:
@@ -144,14 +147,14 @@ class Retriever:
             )
             for i in order[:k]
         ]
-        scores = dict(zip(rows.tolist(), score.tolist(), strict=True))
         return Ranking(
             hits=hits,
             confidence=confidence,
             query=query,
             agreement=agreement,
             vector=q,
-            scores=scores,
+            candidates=rows,
+            candidate_scores=score,
         )
 
     def _first_pass(self, expansion):
