@@ -19,7 +19,8 @@ def slice_pairs():
     pairs = []
     for q in questions:
         others = [p for i, p in enumerate(paragraphs[:12]) if i != q.paragraph]
-        pairs += pairs_for(q, [paragraphs[q.paragraph]], others, negatives=1)
+        own = paragraphs[q.paragraph]
+        pairs += pairs_for(q, [(own, [own])], others, negatives=1)
     return pairs
 
 

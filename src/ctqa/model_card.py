@@ -63,7 +63,12 @@ def card_text(record: dict) -> str:
             f"- Training: the other 14 articles' questions, {t['pairs']} (question, passage) pairs,"
             f" {t['answer_pairs']} of them answering: each question with its own passage and the",
             f"  {config['negatives']} passages retrieval ranks highest (of {config['candidates']})"
-            " that hold no answer.",
+            " that hold no answer"
+            + (
+                "; and its own passage without the sentences that hold the answer (no answer)."
+                if config.get("answer_removed")
+                else "."
+            ),
             "",
             "## Training",
             f"- Seed {config['seed']}, {t['steps']} steps of {config['batch_size']} pairs, "

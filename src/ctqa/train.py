@@ -2,6 +2,7 @@
 
     python -m ctqa.train                 # the shipped recipe, into src/ctqa/models/
     python -m ctqa.train --limit 40 --steps 6 --out /tmp/reader   # a few steps on a slice
+    python -m ctqa.train --answer-removed --work /tmp/w --out /tmp/r   # a recipe tried, not shipped
 
 Stages, each kept in the work folder (`--work`, default ~/.cache/ctqa/train) so that a stopped
 run resumes where it was: indexes of the training and tuning articles, the (question, passage)
@@ -46,6 +47,7 @@ class TrainConfig:
     seed: int = 13
     negatives: int = 3  # retrieved passages without an answer, per question
     candidates: int = 8  # retrieved passages the negatives are taken from
+    answer_removed: bool = False  # also read each own passage without its answer's sentences
     max_tokens: int = 256  # question and passage word pieces while training
     frozen_layers: int = 2
     epochs: float = 1.75
@@ -208,7 +210,8 @@ def prepare_pairs(config: TrainConfig, work: Path, log=print) -> tuple[list[Pair
     parts = split(load_squad(SQUAD_TRAIN / "questions.jsonl"))
     if config.limit:
         parts = {k: v[: config.limit] for k, v in parts.items()}
-    saved = work / f"pairs-{config.limit or 'all'}-{config.negatives}-{config.candidates}.jsonl"
+    kinds = f"{config.limit or 'all'}-{config.negatives}-{config.candidates}"
+    saved = work / f"pairs-{kinds}{'-removed' if config.answer_removed else ''}.jsonl"
     if saved.is_file():
         pairs = [
             Pair(**{**row, "span": tuple(row["span"]) if row["span"] else None})
@@ -218,7 +221,9 @@ def prepare_pairs(config: TrainConfig, work: Path, log=print) -> tuple[list[Pair
     corpus = corpus_of(parts["train"], SQUAD_TRAIN / "corpus", work / "corpus-train")
     bot = Bot(corpus=corpus, index=work / "index-train", log=log)
     started = time.perf_counter()
-    pairs = training_pairs(parts["train"], bot, config.negatives, config.candidates, config.seed)
+    pairs = training_pairs(
+        parts["train"], bot, config.negatives, config.candidates, config.seed, config.answer_removed
+    )
     took = time.perf_counter() - started
     log(f"{len(pairs)} pairs from {len(parts['train'])} questions in {took:.0f} s")
     lines = (json.dumps(asdict(p), ensure_ascii=False) for p in pairs)
@@ -292,6 +297,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument("--" + name.replace("_", "-"), type=int)
     for name in ("epochs", "learning_rate"):
         parser.add_argument("--" + name.replace("_", "-"), type=float)
+    parser.add_argument(
+        "--answer-removed",
+        action="store_true",
+        default=None,
+        help="also train on each own passage without its answer's sentences (not shipped)",
+    )
     args = parser.parse_args(argv)
     overrides = {k: v for k, v in vars(args).items() if k not in ("out", "work") and v is not None}
     config = replace(TrainConfig(), **overrides)

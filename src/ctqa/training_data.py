@@ -8,8 +8,11 @@ The articles are split three ways, by article, so that nothing chosen on one par
   abstain on all of them).
 
 A question becomes (question, passage) pairs: its own passage (the answer, or SQuAD 2.0's
-adversarial no-answer), and the passages that ctqa's retrieval ranks highest but that do not hold
-an answer: the negatives the reader meets when it reads what retrieval proposes.
+adversarial no-answer); the passages that ctqa's retrieval ranks highest but that do not hold
+an answer (the negatives the reader meets when it reads what retrieval proposes); and, when
+`answer_removed`, its own passage with the sentences that hold the answer taken out: a passage
+on the question's very topic, in its words, that no longer answers it, which is what a
+near-topic unanswerable question looks like.
 """
 
 from __future__ import annotations
@@ -119,22 +122,45 @@ def answer_span(passage: str, answers: tuple[str, ...]) -> tuple[int, int] | Non
     return None
 
 
+def without_answer(sentences: list[str], answers: tuple[str, ...]) -> str | None:
+    """The passage made of `sentences` without those that hold an answer; None when no
+    sentence holds one, when fewer than two would be left, or when an answer still shows.
+
+    >>> without_answer(["They met.", "It was in Paris.", "It rained.", "All left."], ("Paris",))
+    'They met. It rained. All left.'
+    """
+    kept = [s for s in sentences if not any(a and a in s for a in answers)]
+    if len(kept) == len(sentences) or len(kept) < 2:
+        return None
+    text = " ".join(kept)
+    return None if any(a and a in text for a in answers) else text
+
+
 def pairs_for(
-    question: SquadQuestion, own: list[str], ranked: list[str], negatives: int
+    question: SquadQuestion,
+    own: list[tuple[str, list[str]]],
+    ranked: list[str],
+    negatives: int,
+    answer_removed: bool = False,
 ) -> list[Pair]:
-    """The pairs of one question: `own` are the passages of its paragraph, `ranked` what
-    retrieval proposes, best first. Own passages are read with their answer (or none: the
-    adversarial questions); up to `negatives` of the others that hold no answer string follow.
+    """The pairs of one question: `own` are the passages of its paragraph (text, sentences),
+    `ranked` what retrieval proposes, best first. Own passages are read with their answer (or
+    none: the adversarial questions), and, when `answer_removed`, once more without the
+    sentences that hold it; up to `negatives` of the others that hold no answer string follow.
     """
     pairs = []
-    for text in own:
+    for text, sentences in own:
         span = answer_span(text, question.answers) if question.answerable else None
         pairs.append(Pair(question.id, question.question, text, span))
+        rest = without_answer(sentences, question.answers) if answer_removed and span else None
+        if rest is not None:
+            pairs.append(Pair(question.id, question.question, rest, None))
+    own_texts = [text for text, _ in own]
     taken = 0
     for text in ranked:
         if taken == negatives:
             break
-        if text in own or any(a and a in text for a in question.answers):
+        if text in own_texts or any(a and a in text for a in question.answers):
             continue  # its own, or another passage that may well answer it
         pairs.append(Pair(question.id, question.question, text, None))
         taken += 1
@@ -147,19 +173,22 @@ def training_pairs(
     negatives: int,
     candidates: int,
     seed: int,
+    answer_removed: bool = False,
 ) -> list[Pair]:
-    """Pairs for every question, its negatives drawn from the first `candidates` passages that
-    `bot` (over the questions' own articles) ranks for it. Shuffled with `seed`."""
+    """Pairs for every question (see `pairs_for`), its negatives drawn from the first
+    `candidates` passages that `bot` (over the questions' own articles) ranks for it. Shuffled
+    with `seed`."""
     index = bot.load().index
-    by_paragraph: dict[tuple[str, int], list[str]] = {}
+    by_paragraph: dict[tuple[str, int], list[tuple[str, list[str]]]] = {}
     for p in index.passages:
-        by_paragraph.setdefault((doc_key(p.doc_id), p.paragraph), []).append(p.text)
+        sentences = [p.text[s.start - p.start : s.end - p.start] for s in p.sentences]
+        by_paragraph.setdefault((doc_key(p.doc_id), p.paragraph), []).append((p.text, sentences))
     pairs = []
     for q in questions:
         own = by_paragraph.get((doc_key(q.title), q.paragraph + 1), [])
         ranking = bot.load().search(q.question, candidates)
         ranked = [hit.passage.text for hit in ranking.hits]
-        pairs.extend(pairs_for(q, own, ranked, negatives))
+        pairs.extend(pairs_for(q, own, ranked, negatives, answer_removed))
     random.Random(seed).shuffle(pairs)
     return pairs
 
