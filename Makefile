@@ -9,7 +9,7 @@ BENCH_STAMP := $(VENV)/.installed-bench
 export GRADIO_ANALYTICS_ENABLED := False
 export HF_HUB_OFFLINE := 1
 
-.PHONY: run test index eval lint clean loadtest bench bench-index model tune tune-followups
+.PHONY: run test index eval lint clean loadtest bench bench-index model tune tune-followups tune-confidence
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,11 @@ tune: index
 # Print the follow-up rule chosen on the conversation set's tuning half (Settings.follow_*).
 tune-followups: index
 	$(BIN)/python eval/tune_followups.py
+
+# Print retrieval's confidence penalty chosen on the tuning split (Settings.weight_disagreement,
+# agreement_cosine; after `make model` built its tuning index).
+tune-confidence: index
+	$(BIN)/python eval/tune_confidence.py
 
 eval: index
 	$(BIN)/ctqa eval --set all

@@ -55,14 +55,13 @@ class Settings:
     # Below this confidence the bot abstains: the weighted score of the first passage, less
     # `weight_disagreement` times the share of the 5 passages ranked first (of those searched)
     # that neither come from its statement nor have a cosine of at least `agreement_cosine`
-    # with it (unrelated passages of a corpus rarely reach 0.4; a statement's own paragraphs
-    # average 0.5).
-    # The threshold is chosen on the tuning split by the reader's rule (answer 95% of each
-    # part's answerable questions; `make model` prints it as "retrieval alone, abstaining
-    # below"); the penalty's 0.25 and 0.4 were chosen on the eval sets before the split existed.
+    # with it. The threshold is chosen on the tuning split by the reader's rule (answer 95% of
+    # each part's answerable questions; `make model` prints it as "retrieval alone, abstaining
+    # below"); the penalty and the cosine on the tuning split too, for the most unanswerable
+    # questions declined at that rule (`make tune-confidence`, eval/tune_confidence.py).
     abstain_below: float = 0.205
-    weight_disagreement: float = 0.25
-    agreement_cosine: float = 0.4
+    weight_disagreement: float = 0.5
+    agreement_cosine: float = 0.35
     # Whether a question leans on the one before it (conversation.py): leans when
     # follow_lean * lean - follow_gap * gap + follow_bias > 0. A logistic fit on the tuning
     # half of eval/statement/conversations.jsonl and statement tuning questions asked after
