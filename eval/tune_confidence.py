@@ -12,10 +12,12 @@ tuning questions); ties go to the larger ROC AUC, then to the smaller penalty.
 The ranking does not depend on either value, so every question is searched once.
 
     .venv/bin/python eval/tune_confidence.py     # after `make model` built its tuning index
+    .venv/bin/python eval/tune_confidence.py --at 0.25 0.4   # also the figures at other values
 """
 
 from __future__ import annotations
 
+import argparse
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,6 +114,17 @@ def line(label: str, penalty: float, cosine: float, f: dict) -> str:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--at",
+        nargs=2,
+        type=float,
+        action="append",
+        default=[],
+        metavar=("PENALTY", "COSINE"),
+        help="also print the figures at these values (repeatable)",
+    )
+    args = parser.parse_args()
     parts = split(load_squad(SQUAD_TRAIN / "questions.jsonl"))
     corpus = corpus_of(parts["tuning"], SQUAD_TRAIN / "corpus", WORK / "corpus-tuning")
     squad = Bot(corpus=corpus, index=WORK / "index-tuning")
@@ -125,6 +138,8 @@ def main() -> None:
     shipped = (s.weight_disagreement, s.agreement_cosine)
     print(line("shipped", *shipped, figures(searched, *shipped)))
     print(line("chosen on the tuning split", *best, grid[best]))
+    for penalty, cosine in args.at:
+        print(line("asked for", penalty, cosine, figures(searched, penalty, cosine)))
 
 
 if __name__ == "__main__":
