@@ -34,7 +34,7 @@ from ctqa.calibrate import (
     statement_questions,
     threshold,
 )
-from ctqa.confidence import agreements
+from ctqa.confidence import agreements, confidence_of
 from ctqa.retrieval import AGREEMENT_PASSAGES
 from ctqa.training_data import SQUAD_TRAIN, corpus_of, load_squad, split
 
@@ -84,7 +84,7 @@ def figures(searched: list[Searched], penalty: float, cosine: float) -> dict:
     questions = []
     for s in searched:
         agreement = s.agreement(cosine)
-        confidence = s.first - penalty * (1.0 - agreement) if s.docs else 0.0
+        confidence = confidence_of(s.first, agreement, penalty) if s.docs else 0.0
         candidate = Candidate(0.0, 0.0, 0.0, s.hit, "")
         questions.append(
             TuningQuestion(s.part, s.kind, s.answers, [candidate], agreement, confidence)
