@@ -17,14 +17,12 @@ import argparse
 import itertools
 import random
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from ctqa.bot import Bot
 from ctqa.config import Settings
 from ctqa.evaluate import is_hit
-from ctqa.training_data import SQUAD_TRAIN, corpus_of, load_squad, split
+from ctqa.training_data import DEFAULT_WORK, SQUAD_TRAIN, articles_bot, load_squad, split
 
 SIGNALS = ("dense", "unit", "coverage", "names")
 GRID = {
@@ -34,7 +32,6 @@ GRID = {
     "names": (0.0, 0.1, 0.2),
 }
 READ = 4  # about what the reader reads; tune before `make model` chooses how many exactly
-WORK = Path.home() / ".cache" / "ctqa" / "train"  # where `make model` keeps its indexes
 
 
 @dataclass
@@ -48,11 +45,10 @@ class Searched:
 def search(part: str, limit: int | None, candidates: int, seed: int) -> list[Searched]:
     """Signals of the first `candidates` passages of the answerable questions of one part."""
     every = split(load_squad(SQUAD_TRAIN / "questions.jsonl"))[part]
-    corpus = corpus_of(every, SQUAD_TRAIN / "corpus", WORK / f"corpus-{part}")  # as make model
     questions = [q for q in every if q.answerable]
     random.Random(seed).shuffle(questions)
     questions = questions[:limit]
-    retriever = Bot(corpus=corpus, index=WORK / f"index-{part}").load()
+    retriever = articles_bot(every, part, DEFAULT_WORK).load()  # make model's index
     found = []
     for q in questions:
         hits = retriever.search(q.question, k=candidates).hits

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import itertools
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -36,11 +35,10 @@ from ctqa.calibrate import (
 )
 from ctqa.confidence import agreements, confidence_of
 from ctqa.retrieval import AGREEMENT_PASSAGES
-from ctqa.training_data import SQUAD_TRAIN, corpus_of, load_squad, split
+from ctqa.training_data import DEFAULT_WORK, SQUAD_TRAIN, articles_bot, load_squad, split
 
 PENALTIES = tuple(round(0.05 * i, 2) for i in range(11))  # 0 to 0.5
 COSINES = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6)
-WORK = Path.home() / ".cache" / "ctqa" / "train"  # where `make model` keeps its indexes
 
 
 @dataclass(frozen=True)
@@ -126,8 +124,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     parts = split(load_squad(SQUAD_TRAIN / "questions.jsonl"))
-    corpus = corpus_of(parts["tuning"], SQUAD_TRAIN / "corpus", WORK / "corpus-tuning")
-    squad = Bot(corpus=corpus, index=WORK / "index-tuning")
+    squad = articles_bot(parts["tuning"], "tuning", DEFAULT_WORK)  # make model's index
     searched = search("squad", squad, squad_questions(parts))
     statement = Bot()
     searched += search("statement", statement, statement_questions())

@@ -35,7 +35,7 @@ from .config import PROJECT_ROOT
 from .evaluate import QuestionResult, is_hit, load_questions, summarise
 from .logistic import fit_logistic
 from .reader import Calibration, Reader, Reading, open_session, pair_tokenizer, rerank
-from .training_data import SQUAD_TRAIN, corpus_of
+from .training_data import articles_bot
 
 STATEMENT_TUNING = PROJECT_ROOT / "eval" / "statement-tuning" / "questions.jsonl"
 MAX_CANDIDATES = 6
@@ -258,8 +258,7 @@ def calibrate(out: Path, export: dict, parts: dict, work: Path, config, log=prin
         "int8": Reader(open_session(out / export["file"], config.threads), tokenizer),
         "float32": Reader(open_session(Path(export["float32_file"]), config.threads), tokenizer),
     }
-    corpus = corpus_of(parts["tuning"], SQUAD_TRAIN / "corpus", work / "corpus-tuning")
-    squad_bot = Bot(corpus=corpus, index=work / "index-tuning", log=log)
+    squad_bot = articles_bot(parts["tuning"], "tuning", work, log)
     started = time.perf_counter()
     squad = collect("squad", squad_bot, squad_questions(parts), readers, MAX_CANDIDATES)
     statement = collect("statement", Bot(log=log), statement_questions(), readers, MAX_CANDIDATES)

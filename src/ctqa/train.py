@@ -29,10 +29,11 @@ import numpy as np
 
 from .reader import MODEL_FOLDER, pair_tokenizer
 from .training_data import (
+    DEFAULT_WORK,
     SQUAD_TRAIN,
     Pair,
+    articles_bot,
     batches,
-    corpus_of,
     encode_pairs,
     load_squad,
     split,
@@ -205,8 +206,6 @@ def train_net(net, encoded, targets, config: TrainConfig, work: Path, log=print)
 
 def prepare_pairs(config: TrainConfig, work: Path, log=print) -> tuple[list[Pair], dict]:
     """The training pairs (kept in `work/pairs.jsonl`), and the questions by part."""
-    from .bot import Bot
-
     parts = split(load_squad(SQUAD_TRAIN / "questions.jsonl"))
     if config.limit:
         parts = {k: v[: config.limit] for k, v in parts.items()}
@@ -218,8 +217,7 @@ def prepare_pairs(config: TrainConfig, work: Path, log=print) -> tuple[list[Pair
             for row in map(json.loads, saved.read_text(encoding="utf-8").splitlines())
         ]
         return pairs, parts
-    corpus = corpus_of(parts["train"], SQUAD_TRAIN / "corpus", work / "corpus-train")
-    bot = Bot(corpus=corpus, index=work / "index-train", log=log)
+    bot = articles_bot(parts["train"], "train", work, log)
     started = time.perf_counter()
     pairs = training_pairs(
         parts["train"], bot, config.negatives, config.candidates, config.seed, config.answer_removed
@@ -292,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m ctqa.train", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--out", type=Path, default=MODEL_FOLDER, help="where the model goes")
-    parser.add_argument("--work", type=Path, default=Path.home() / ".cache" / "ctqa" / "train")
+    parser.add_argument("--work", type=Path, default=DEFAULT_WORK)
     for name in ("steps", "limit", "frozen_layers", "seed", "threads", "batch_size"):
         parser.add_argument("--" + name.replace("_", "-"), type=int)
     for name in ("epochs", "learning_rate"):

@@ -30,6 +30,8 @@ from .evaluate import doc_key
 from .reader import encode_pair
 
 SQUAD_TRAIN = PROJECT_ROOT / "eval" / "squad-train"
+# Where `make model` keeps its stages; the tuning scripts reuse its indexes.
+DEFAULT_WORK = Path.home() / ".cache" / "ctqa" / "train"
 TUNING_ARTICLES = ("IPod", "Normans", "Private_school", "Solar_energy")
 TUNING_OUTSIDE = ("Harvard_University", "To_Kill_a_Mockingbird")
 
@@ -107,6 +109,16 @@ def corpus_of(questions: list[SquadQuestion], source: Path, folder: Path) -> Pat
         if not target.exists() or target.read_bytes() != (source / name).read_bytes():
             shutil.copyfile(source / name, target)
     return folder
+
+
+def articles_bot(questions: list[SquadQuestion], part: str, work: Path, log=None):
+    """A `Bot` over the articles `questions` were asked on, its corpus and index kept in
+    `work` as `corpus-PART` and `index-PART`, so that `make model` and the tuning scripts build
+    them once."""
+    from .bot import Bot
+
+    corpus = corpus_of(questions, SQUAD_TRAIN / "corpus", work / f"corpus-{part}")
+    return Bot(corpus=corpus, index=work / f"index-{part}", log=log)
 
 
 def answer_span(passage: str, answers: tuple[str, ...]) -> tuple[int, int] | None:
