@@ -76,7 +76,7 @@ def main() -> None:
             follow_gap=round(float(-gap), 2),
             follow_bias=round(float(bias - shift), 2),
         )
-        tuned = Bot(settings=Settings.from_env(**rule))
+        tuned = Bot(settings=Settings.from_env(**rule), encoder=bot.load().encoder)
         scores = score_conversations(tuned, every, "shipped").shares
         kept, _ = kept_share(tuned, pairs)
         follow, n = scores["follow-up"]

@@ -127,9 +127,11 @@ def pairings(questions: list[EvalQuestion], seed: int = PAIRING_SEED, earlier: i
 def kept_share(bot, pairs: Iterable[tuple[str, EvalQuestion]], k: int = 5) -> tuple[float, int]:
     """Share of questions that keep, after their earlier question, the first passage and the
     answer-or-decline they get alone; and how many were asked."""
-    kept = []
+    kept, alone_answers = [], {}
     for earlier, q in pairs:
-        alone = bot.answer(q.question, k=k)
+        if q.question not in alone_answers:  # a question may follow several earlier ones
+            alone_answers[q.question] = bot.answer(q.question, k=k)
+        alone = alone_answers[q.question]
         after = bot.answer(q.question, history=[earlier], k=k)
         kept.append(alone.abstained == after.abstained and _first(alone) == _first(after))
     return (sum(kept) / len(kept) if kept else 0.0), len(kept)

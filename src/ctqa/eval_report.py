@@ -132,11 +132,14 @@ def run_eval(
         both = {"weighted": {"fusion": "weighted", "reader": "off"}, "reader": {"reader": "on"}}
         modes = {**baselines, **both}
     all_reports, kept = [], []
+    encoder = None  # loaded once, for every set and mode (the modes do not change it)
     for name in list(sets) if set_name == "all" else [set_name]:
         eval_set = sets[name]
         index = index_root / name if index_root else None
         for mode, overrides in modes.items():
-            bot = Bot(corpus=eval_set.corpus, index=index, settings=Settings.from_env(**overrides))
+            settings = Settings.from_env(**overrides)
+            bot = Bot(corpus=eval_set.corpus, index=index, settings=settings, encoder=encoder)
+            encoder = bot.load().encoder
             reports = run_set(bot, eval_set, limit)
             label = f" [{mode}]" if compare else ""
             for report in reports:
