@@ -70,6 +70,8 @@ class ChatService:
                 f"[{next(iter(self.documents))!r}]; leave it empty to search them all."
             )
         chosen = set(selected or ())
+        if not chosen:  # all of them: no need to read which there are
+            return None
         unknown = chosen - set(self.documents)
         if unknown:
             shown = sorted(unknown)[:5]  # a caller may send thousands; echo only a few
@@ -78,7 +80,7 @@ class ChatService:
                 f"unknown statement id(s) {', '.join(shown)}{more}; "
                 f"known: {', '.join(sorted(self.documents))}."
             )
-        return chosen or None
+        return chosen
 
     def answer(self, question, history, k, documents) -> Answer:
         """`bot.answer` with the page's controls; `BadQuestion` for anything unusable."""

@@ -24,7 +24,7 @@ earlier question's words.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -95,8 +95,9 @@ def next_step(
     gap = alone.hits[0].score - alone.score_of(before.ranking.hits[0].row)
     if rule.leans(lean, gap):
         return Step(question=question, query=query, ranking=glued, chain=chain, lean=lean, gap=gap)
-    alone_step = Step(question=question, query=question, ranking=alone, chain=(question,))
-    return replace(alone_step, lean=lean, gap=gap)
+    return Step(
+        question=question, query=question, ranking=alone, chain=(question,), lean=lean, gap=gap
+    )
 
 
 def cosine(a: np.ndarray | None, b: np.ndarray | None) -> float:
