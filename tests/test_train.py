@@ -82,10 +82,21 @@ def test_a_stopped_run_resumes_from_its_checkpoint(slice_pairs, tmp_path, monkey
     with pytest.raises(KeyboardInterrupt):
         train.train_net(fresh_net(), encoded, targets, config, tmp_path, log=lambda m: None)
     monkeypatch.setattr(train, "loss_of", real_loss)
+    # a checkpoint written before a TrainConfig field existed resumes: the field at its default
+    import torch
+
+    saved = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    del saved["config"]["answer_removed"]
+    torch.save(saved, tmp_path / "checkpoint.pt")
     said = []
     losses, _ = train.train_net(fresh_net(), encoded, targets, config, tmp_path, log=said.append)
     assert "resuming at step 4 of 8" in said
     assert len(losses) == 8
+    # another recipe's checkpoint is not resumed, and the log says why
+    said = []
+    other = tiny_config(steps=8, seed=14)
+    losses, _ = train.train_net(fresh_net(), encoded, targets, other, tmp_path, log=said.append)
+    assert any("another recipe" in line for line in said) and len(losses) == 8
 
 
 def test_the_network_gives_minilm_s_own_hidden_states():

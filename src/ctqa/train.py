@@ -133,6 +133,19 @@ def loss_of(net, batch: Batch, hidden, config: TrainConfig):
     return answer + config.span_weight * span / 2
 
 
+def same_recipe(saved: dict, config: TrainConfig) -> bool:
+    """Whether a checkpoint's recipe (`asdict` of its `TrainConfig`) is `config`. A field added
+    to `TrainConfig` after the checkpoint was written counts at its default, the value that
+    keeps the recipe as it was, so adding one does not throw a run away.
+
+    >>> same_recipe({k: v for k, v in asdict(TrainConfig()).items() if k != "seed"}, TrainConfig())
+    True
+    >>> same_recipe(asdict(TrainConfig()), TrainConfig(seed=14))
+    False
+    """
+    return {**asdict(TrainConfig()), **saved} == asdict(config)
+
+
 def train_net(net, encoded, targets, config: TrainConfig, work: Path, log=print):
     """Train `net` in place, resuming from `work/checkpoint.pt` when it is there."""
     import torch
@@ -152,7 +165,9 @@ def train_net(net, encoded, targets, config: TrainConfig, work: Path, log=print)
     checkpoint = work / "checkpoint.pt"
     if checkpoint.is_file():
         saved = torch.load(checkpoint, weights_only=False)
-        if saved["config"] == asdict(config):
+        if not same_recipe(saved["config"], config):
+            log(f"{checkpoint} was written by another recipe: training from the start")
+        else:
             net.load_state_dict(saved["net"])
             optimizer.load_state_dict(saved["optimizer"])
             schedule.load_state_dict(saved["schedule"])
