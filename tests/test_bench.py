@@ -100,3 +100,12 @@ def test_composed_encoder_embeds_sentences_once_and_composes_passages(fake_encod
     assert np.allclose(vectors[0], mean / np.linalg.norm(mean))
     assert np.allclose(vectors[1], parts[0]) and np.allclose(vectors[3], parts[0])
     assert (composed.requested, composed.encoded, composed.composed_count) == (4, 2, 1)
+
+
+def test_chat_section_runs_with_a_fake_bot(fake_bot):
+    report = Report("test")
+    bench_query.chat_turns(report, fake_bot, rounds=1)
+    row = report.rows[0]
+    assert row.section == "1 warm query" and "3 earlier questions" in row.measure
+    assert set(report.details["chat"]["latency"]) == {"kept", "again", "alone"}
+    assert report.details["chat"]["latency"]["kept"]["n"] == 165  # 168 standalone, from the 4th

@@ -3,6 +3,7 @@
 import re
 import threading
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -285,3 +286,36 @@ def test_an_unknown_reader_setting_is_refused(fake_bot):
     fake_bot.settings = replace(fake_bot.settings, reader="maybe")
     with pytest.raises(CtqaError, match="use on or off"):
         fake_bot.answer("Who led the delegation?")
+
+
+CHAT = [
+    "Who led the Indian delegation?",
+    "And the French one?",
+    "What did they say about Afghanistan?",
+    "Which groups were named?",
+]
+
+
+def test_a_chat_s_next_question_searches_only_itself(corpus, tmp_path, fake_encoder):
+    """The earlier questions were searched on their own turns: the next turn reuses those
+    searches (recent.py) and gives the answer a bot that keeps none gives."""
+    settings = Settings(abstain_below=0.2, reader="off", follow_bias=100.0)  # every turn leans
+    bot = Bot(corpus, tmp_path / "ix", settings=settings, encoder=fake_encoder, log=lambda m: m)
+    for turn in range(len(CHAT) - 1):
+        bot.answer(CHAT[turn], history=CHAT[:turn])
+    encoded = len(fake_encoder.calls)
+    answer = bot.answer(CHAT[-1], history=CHAT[:-1])
+    assert len(fake_encoder.calls) - encoded == 2  # the question alone, and glued
+    keeps_none = replace(settings, recent_searches=0)
+    fresh = Bot(corpus, tmp_path / "ix", settings=keeps_none, encoder=fake_encoder, log=print)
+    encoded = len(fake_encoder.calls)
+    assert fresh.answer(CHAT[-1], history=CHAT[:-1]) == answer
+    assert len(fake_encoder.calls) - encoded == 1 + 2 * 3  # every turn of the window again
+
+
+def test_the_question_asked_is_always_searched_afresh(fake_bot, fake_encoder):
+    fake_bot.answer(CHAT[0])
+    encoded = len(fake_encoder.calls)
+    fake_bot.answer(CHAT[0])
+    fake_bot.answer(CHAT[1], history=[CHAT[0]])  # its earlier question is reused, not itself
+    assert len(fake_encoder.calls) - encoded == 1 + 2

@@ -163,6 +163,47 @@ def warm_and_peer(
     }
 
 
+def chat_turns(report: Report, bot, rounds: int) -> None:
+    """Section 1: a chat's turn, asked after the 3 questions before it, with the searches kept
+    from the turns before (as shipped, recent.py) and searching every earlier turn again; the
+    same questions alone besides."""
+    from dataclasses import replace
+
+    from ctqa import Bot
+    from ctqa.evaluate import default_sets, load_questions
+
+    asked = [
+        q.question
+        for path in default_sets()["statement"].files
+        for q in load_questions(path)
+        if not q.history
+    ]
+    chat = [Question(q, tuple(asked[max(0, i - 3) : i])) for i, q in enumerate(asked)][3:]
+    encoder = bot.load().encoder
+
+    def like(**changes):
+        settings = replace(bot.settings, **changes)
+        return Bot(bot.corpus, bot.index_dir, settings=settings, encoder=encoder, log=print)
+
+    calls = {
+        "kept": ask(like()),
+        "again": ask(like(recent_searches=0)),
+        "alone": lambda q: bot.answer(q.text, k=3),
+    }
+    lat = {n: Latency.of(v) for n, v in interleaved(calls, chat, rounds=rounds).items()}
+    report.add(
+        Row(
+            "1 warm query",
+            f"Bot.answer, a chat's turn after its 3 earlier questions, earlier searches kept "
+            f"(as shipped; {len(chat)} statement questions in order x{rounds})",
+            f"{lat['kept']} (the same questions alone: {lat['alone']})",
+            f"every earlier turn searched again {lat['again']}",
+            ratio(lat["kept"].p50_ms, lat["again"].p50_ms),
+        )
+    )
+    report.details["chat"] = {"latency": {name: vars(v) for name, v in lat.items()}}
+
+
 def reading(bot, reader: str):
     """A bot like `bot`, on the same encoder and index, with `CTQA_READER=reader`."""
     from dataclasses import replace

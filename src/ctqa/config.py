@@ -36,6 +36,9 @@ class Settings:
     # encoder would silently truncate past 256 word pieces anyway.
     max_question_chars: int = 1000
     max_history_turns: int = 50
+    # Searches kept for the follow-ups of a chat (recent.py): a question with history searches
+    # its last few earlier questions again, and gets those from here. 0 keeps none.
+    recent_searches: int = 256
     max_k: int = 20
     # MiniLM reads at most 256 word pieces, [CLS] and [SEP] included.
     max_passage_tokens: int = 256

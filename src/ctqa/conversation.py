@@ -70,12 +70,21 @@ class Step:
         return len(self.chain) > 1
 
 
-def follow(questions: list[str], search: Callable[[str], Ranking], rule: FollowUpRule) -> Step:
+def follow(
+    questions: list[str],
+    search: Callable[[str], Ranking],
+    rule: FollowUpRule,
+    recall: Callable[[str], Ranking] | None = None,
+) -> Step:
     """The last of `questions` as searched, each of the last `FOLLOWED + 1` leaning on the one
-    before it when `rule` says so; `search(text)` returns a `Ranking`."""
+    before it when `rule` says so; `search(text)` returns a `Ranking`. `recall(text)`, when
+    given, searches for the earlier questions instead: the same rankings, kept from the turns
+    that searched them (recent.py)."""
+    window = questions[-(FOLLOWED + 1) :]
     step = None
-    for question in questions[-(FOLLOWED + 1) :]:
-        step = next_step(question, step, search, rule)
+    for position, question in enumerate(window, start=1):
+        earlier = recall is not None and position < len(window)
+        step = next_step(question, step, recall if earlier else search, rule)
     if step is None:
         raise ValueError("follow() needs at least one question")
     return step
