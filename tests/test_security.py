@@ -272,7 +272,8 @@ def test_a_full_queue_turns_callers_away_at_once_and_then_serves_again(fake_bot)
         answering = session.submit(question, api_name="/chat")
         assert gated.entered.acquire(timeout=120)  # one answer under way, held at the gate
         waiting = [session.submit(question, api_name="/chat") for _ in range(2)]
-        _wait_for(lambda: len(app._queue) == 2)
+        status = f"{url}gradio_api/queue/status"  # Gradio's own count of the waiting events
+        _wait_for(lambda: httpx.get(status).json()["queue_size"] == 2)
         with pytest.raises(QueueError, match="Queue is full! Please try again."):
             connect(url).predict(question, api_name="/chat")
         join = httpx.post(
