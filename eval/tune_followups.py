@@ -12,9 +12,12 @@ most tuning follow-ups right while at least 0.97 of the paired tuning questions 
 passage they get alone (ties: the one that keeps more).
 
     .venv/bin/python eval/tune_followups.py        # prints the figures and the chosen rule
+    .venv/bin/python eval/tune_followups.py --at 7.13 24.36 -1.22   # also another rule's figures
 """
 
 from __future__ import annotations
+
+import argparse
 
 import numpy as np
 
@@ -50,7 +53,18 @@ def evidence(bot: Bot, earlier: str, question: str) -> tuple[float, float]:
     return step.lean or 0.0, step.gap or 0.0
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--at",
+        nargs=3,
+        type=float,
+        action="append",
+        default=[],
+        metavar=("LEAN", "GAP", "BIAS"),
+        help="also print the figures of this rule (repeatable)",
+    )
+    at = parser.parse_args(argv).at
     bot = Bot()
     turns = [t for t in load_turns(CONVERSATIONS, half="tuning") if t.question.history]
     pairs = tuning_pairs()
@@ -76,19 +90,28 @@ def main() -> None:
             follow_gap=round(float(-gap), 2),
             follow_bias=round(float(bias - shift), 2),
         )
-        tuned = Bot(settings=Settings.from_env(**rule), encoder=bot.load().encoder)
-        scores = score_conversations(tuned, every, "shipped").shares
-        kept, _ = kept_share(tuned, pairs)
-        follow, n = scores["follow-up"]
-        switch, _ = scores["switch"]
+        follow, kept = figures(bot, rule, every, pairs, f"bias {rule['follow_bias']:+.2f}")
         results.append((follow, kept, rule))
-        print(
-            f"  bias {rule['follow_bias']:+.2f}: follow-ups {follow:.3f} ({n}), switches "
-            f"{switch:.3f}, kept after an unrelated question {kept:.3f}"
-        )
     allowed = [r for r in results if r[1] >= KEEP_AT_LEAST] or results
     follow, kept, rule = max(allowed, key=lambda r: (r[0], r[1]))
     print(f"chosen: {rule} (tuning follow-ups {follow:.3f}, kept {kept:.3f})")
+    for other in at:
+        rule = dict(zip(("follow_lean", "follow_gap", "follow_bias"), other, strict=True))
+        figures(bot, rule, every, pairs, "at lean {}, gap {}, bias {}".format(*other))
+
+
+def figures(bot: Bot, rule: dict, turns, pairs, label: str) -> tuple[float, float]:
+    """Print and return (tuning follow-ups right, pairs kept) under `rule` (Settings fields)."""
+    tuned = Bot(settings=Settings.from_env(**rule), encoder=bot.load().encoder)
+    scores = score_conversations(tuned, turns, "shipped").shares
+    kept, _ = kept_share(tuned, pairs)
+    follow, n = scores["follow-up"]
+    switch, _ = scores["switch"]
+    print(
+        f"  {label}: follow-ups {follow:.3f} ({n}), switches {switch:.3f}, kept after an "
+        f"unrelated question {kept:.3f}"
+    )
+    return follow, kept
 
 
 if __name__ == "__main__":
