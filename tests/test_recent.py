@@ -1,51 +1,62 @@
-"""The searches kept for a chat's follow-ups (recent.py): reused only when asked, bounded, and
-dropped with the index generation that made them."""
+"""The searches a retriever keeps for a chat's follow-ups (recent.py): reused only when asked,
+bounded, and dropped with the index generation that made them."""
+
+import pytest
 
 from ctqa.recent import RecentSearches
+from ctqa.retrieval import Retriever
 
 
-class CountingRetriever:
-    def __init__(self):
-        self.searched: list[str] = []
-
-    def search(self, text, k, doc_ids):
-        self.searched.append(text)
-        return (text, k, doc_ids, len(self.searched))
+@pytest.fixture
+def counted(fake_bot):
+    """The fake bot's retriever, with every search it really makes listed in `searched`."""
+    retriever = fake_bot.load()
+    return counting(retriever)
 
 
-def test_a_kept_search_is_reused_only_when_asked_and_for_the_same_k_and_statements():
-    recent, retriever = RecentSearches(size=8), CountingRetriever()
-    first = recent.search(retriever, "q", 3, None)
-    assert recent.search(retriever, "q", 3, None, reuse=True) is first
-    assert recent.search(retriever, "q", 3, None) is not first  # the question asked: afresh
-    assert recent.search(retriever, "q", 5, None, reuse=True)[1] == 5
-    assert recent.search(retriever, "q", 3, {"a"}, reuse=True)[2] == {"a"}
-    assert retriever.searched == ["q"] * 4
+def counting(retriever):
+    real = retriever._search
+    retriever.searched = []
+
+    def search(text, k, doc_ids):
+        retriever.searched.append(text)
+        return real(text, k, doc_ids)
+
+    retriever._search = search
+    return retriever
+
+
+def test_a_kept_search_is_reused_only_when_asked_and_for_the_same_k_and_statements(counted):
+    first = counted.search("q", 3)
+    assert counted.recall("q", 3) is first
+    assert counted.search("q", 3) is not first  # the question asked: afresh
+    assert len(counted.recall("q", 5).hits) >= len(first.hits)
+    statement = first.hits[0].passage.doc_id
+    assert {h.passage.doc_id for h in counted.recall("q", 3, {statement}).hits} == {statement}
+    assert counted.searched == ["q"] * 4
 
 
 def test_only_the_last_searches_are_kept():
-    recent, retriever = RecentSearches(size=2), CountingRetriever()
+    recent = RecentSearches(size=2)
     for text in ("a", "b", "c"):
-        recent.search(retriever, text, 3, None)
-    recent.search(retriever, "a", 3, None, reuse=True)  # dropped: searched again
-    recent.search(retriever, "c", 3, None, reuse=True)  # kept
-    assert retriever.searched == ["a", "b", "c", "a"]
+        recent.keep((text, 3, None), text.upper())
+    assert recent.kept(("a", 3, None)) is None  # dropped: searched again
+    assert recent.kept(("c", 3, None)) == "C"  # kept
     none = RecentSearches(size=0)
-    none.search(retriever, "d", 3, None)
-    none.search(retriever, "d", 3, None, reuse=True)
-    assert retriever.searched[-2:] == ["d", "d"]
+    none.keep(("d", 3, None), "D")
+    assert none.kept(("d", 3, None)) is None
 
 
-def test_a_new_index_generation_drops_the_searches_of_the_old_one():
-    recent, old, new = RecentSearches(size=8), CountingRetriever(), CountingRetriever()
-    recent.search(old, "q", 3, None)
-    assert recent.search(new, "q", 3, None, reuse=True)[0] == "q" and new.searched == ["q"]
-    recent.search(old, "r", 3, None)
-    assert recent.search(new, "q", 3, None, reuse=True) and new.searched == ["q", "q"]
+def test_a_new_index_generation_drops_the_searches_of_the_old_one(counted):
+    counted.search("q", 3)
+    new = counting(Retriever(counted.index, counted.encoder, counted.settings))
+    assert new.recall("q", 3).query == "q" and new.searched == ["q"]
+    counted.search("r", 3)
+    assert new.recall("q", 3) and new.searched == ["q"]  # its own, kept
+    assert counted.recall("r", 3) and counted.searched == ["q", "r"]
 
 
 def test_a_negative_size_keeps_nothing():
-    recent, retriever = RecentSearches(size=-3), CountingRetriever()
-    recent.search(retriever, "q", 3, None)
-    recent.search(retriever, "q", 3, None, reuse=True)
-    assert retriever.searched == ["q", "q"]
+    recent = RecentSearches(size=-3)
+    recent.keep(("q", 3, None), "Q")
+    assert recent.kept(("q", 3, None)) is None

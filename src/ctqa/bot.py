@@ -19,7 +19,6 @@ from .config import Settings
 from .conversation import FollowUpRule, follow
 from .errors import CtqaError
 from .questions import check_k, clean_question, user_turns
-from .recent import RecentSearches
 from .render import reply
 from .results import Answer, Citation
 
@@ -63,7 +62,6 @@ class Bot:
         self._encoder = encoder
         self._reader = reader
         self._live = None  # the retriever of the index's current generation, made on first use
-        self._recent = RecentSearches(self.settings.recent_searches)
         self._lock = threading.Lock()
         self._log = log if log is not None else (lambda msg: print(msg, file=sys.stderr))
 
@@ -143,12 +141,11 @@ class Bot:
         read = reader.calibration.candidates if reader is not None else 0
         wanted = max(k, read)
         rule = FollowUpRule(s.follow_lean, s.follow_gap, s.follow_bias)
-        recent = self._recent
         step = follow(
             [*earlier, text],
-            lambda q: recent.search(retriever, q, wanted, doc_ids),
+            lambda q: retriever.search(q, wanted, doc_ids),
             rule,
-            recall=lambda q: recent.search(retriever, q, wanted, doc_ids, reuse=True),
+            recall=lambda q: retriever.recall(q, wanted, doc_ids),
         )
         ranking = step.ranking
         if reader is None:

@@ -29,6 +29,7 @@ from .confidence import agreements, confidence_of
 from .config import Settings
 from .expansion import QueryExpander
 from .lexical import query_terms, terms
+from .recent import RecentSearches
 from .store import Index
 from .vectors import search_params
 
@@ -95,9 +96,21 @@ class Retriever:
 
         faiss.omp_set_num_threads(settings.threads)
         self.expander = QueryExpander.build((p.text for p in index.passages), _model_words())
+        self.recent = RecentSearches(settings.recent_searches)
 
     def search(self, query: str, k: int = 3, doc_ids: set[str] | None = None) -> Ranking:
         """The `k` best passages for `query` (optionally only from `doc_ids`)."""
+        ranking = self._search(query, k, doc_ids)
+        self.recent.keep(_search_key(query, k, doc_ids), ranking)
+        return ranking
+
+    def recall(self, query: str, k: int = 3, doc_ids: set[str] | None = None) -> Ranking:
+        """`search`, or the same ranking kept from a recent search of `query` (recent.py): for
+        a conversation's earlier questions, which the turns before searched."""
+        kept = self.recent.kept(_search_key(query, k, doc_ids))
+        return kept if kept is not None else self.search(query, k, doc_ids)
+
+    def _search(self, query: str, k: int, doc_ids: set[str] | None) -> Ranking:
         index = self.index
         expansion = self.expander.expand(query)
         vector, wanted, bm25, rows = self._first_pass(expansion)
@@ -276,6 +289,10 @@ class Retriever:
             shared = len(wanted & set(terms(text[sentence.start : sentence.end])))
             scores.append(max(inside) + 0.1 * shared / max(1, len(wanted)))
         return passage.sentences[int(np.argmax(scores))]
+
+
+def _search_key(query: str, k: int, doc_ids: set[str] | None) -> tuple:
+    return query, k, frozenset(doc_ids) if doc_ids is not None else None
 
 
 @lru_cache(maxsize=1)
