@@ -91,7 +91,7 @@ def warm_and_peer(
     baseline = baseline or retriever.encoder
     calls = {"bare": bare_encode(baseline.model), "ctqa": ask(bot)}
     if with_reader:
-        calls["reader"] = ask(reading(bot, "on" if bot.settings.reader == "off" else "off"))
+        calls["reader"] = ask(like(bot, reader="on" if bot.settings.reader == "off" else "off"))
     backend = getattr(retriever.encoder, "backend", "?")
     if baseline is not retriever.encoder:
         calls["ctqa torch"] = ask(statement_bot(baseline, bot.index_dir))
@@ -167,9 +167,6 @@ def chat_turns(report: Report, bot, rounds: int) -> None:
     """Section 1: a chat's turn, asked after the 3 questions before it, with the searches kept
     from the turns before (as shipped, recent.py) and searching every earlier turn again; the
     same questions alone besides."""
-    from dataclasses import replace
-
-    from ctqa import Bot
     from ctqa.evaluate import default_sets, load_questions
 
     asked = [
@@ -179,15 +176,9 @@ def chat_turns(report: Report, bot, rounds: int) -> None:
         if not q.history
     ]
     chat = [Question(q, tuple(asked[max(0, i - 3) : i])) for i, q in enumerate(asked)][3:]
-    encoder = bot.load().encoder
-
-    def like(**changes):
-        settings = replace(bot.settings, **changes)
-        return Bot(bot.corpus, bot.index_dir, settings=settings, encoder=encoder, log=print)
-
     calls = {
-        "kept": ask(like()),
-        "again": ask(like(recent_searches=0)),
+        "kept": ask(like(bot)),
+        "again": ask(like(bot, recent_searches=0)),
         "alone": lambda q: bot.answer(q.text, k=3),
     }
     lat = {n: Latency.of(v) for n, v in interleaved(calls, chat, rounds=rounds).items()}
@@ -204,13 +195,13 @@ def chat_turns(report: Report, bot, rounds: int) -> None:
     report.details["chat"] = {"latency": {name: vars(v) for name, v in lat.items()}}
 
 
-def reading(bot, reader: str):
-    """A bot like `bot`, on the same encoder and index, with `CTQA_READER=reader`."""
+def like(bot, **changes):
+    """A bot like `bot`, on the same encoder and index, with these settings changed."""
     from dataclasses import replace
 
     from ctqa import Bot
 
-    settings = replace(bot.settings, reader=reader)
+    settings = replace(bot.settings, **changes)
     return Bot(bot.corpus, bot.index_dir, settings=settings, encoder=bot.load().encoder, log=print)
 
 
