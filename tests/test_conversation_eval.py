@@ -5,13 +5,14 @@ import json
 from types import SimpleNamespace
 
 from ctqa.conversation_eval import (
+    alone_outcomes,
     as_asked,
     kept_share,
     load_turns,
     pairings,
     score_conversations,
 )
-from ctqa.evaluate import EvalQuestion
+from ctqa.evaluate import EvalQuestion, ask
 
 DOC = "india-france-joint-working-group-on-counter-terrorism"
 
@@ -136,3 +137,20 @@ def test_a_question_is_kept_only_with_the_same_first_passage_and_decision():
     )
     pairs = [("e", EvalQuestion(n, n, True)) for n in ("q1", "q2", "q3")]
     assert kept_share(bot, pairs) == (1 / 3, 3)
+
+
+def test_questions_an_eval_run_asked_alone_are_not_asked_alone_again():
+    table = {
+        ("q1", ("e",)): (False, "passage one"),
+        ("q2", ("e",)): (True, "passage two"),
+        ("q2", ()): (True, "passage two"),  # q2 alone: not in the run, asked here
+    }
+    bot = ScriptedBot(table)
+    questions = {n: EvalQuestion(n, n, True) for n in ("q1", "q2")}
+    alone_q1 = ask(ScriptedBot({("q1", ()): (False, "passage one")}), questions["q1"], 5)
+    asked = alone_outcomes([alone_q1])
+    pairs = [("e", questions["q1"]), ("e", questions["q2"])]
+    assert kept_share(bot, pairs, asked=asked) == (1.0, 2)  # the table has no q1 alone
+    # what the run saw decides: had q1 been declined alone, answering it after "e" changes it
+    asked = {("q1", "q1"): (True, alone_q1.first)}
+    assert kept_share(bot, pairs, asked=asked) == (0.5, 2)

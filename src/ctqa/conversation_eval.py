@@ -124,17 +124,29 @@ def pairings(questions: list[EvalQuestion], seed: int = PAIRING_SEED, earlier: i
     return pairs
 
 
-def kept_share(bot, pairs: Iterable[tuple[str, EvalQuestion]], k: int = 5) -> tuple[float, int]:
+def kept_share(
+    bot, pairs: Iterable[tuple[str, EvalQuestion]], k: int = 5, asked: dict | None = None
+) -> tuple[float, int]:
     """Share of questions that keep, after their earlier question, the first passage and the
-    answer-or-decline they get alone; and how many were asked."""
-    kept, alone_answers = [], {}
+    answer-or-decline they get alone; and how many were asked. `asked` maps (id, question) to
+    what a question got alone, `(abstained, first passage)`, where a run already asked it
+    (`alone_outcomes`); the others are asked alone here."""
+    alone = dict(asked or {})
+    kept = []
     for earlier, q in pairs:
-        if q.question not in alone_answers:  # a question may follow several earlier ones
-            alone_answers[q.question] = bot.answer(q.question, k=k)
-        alone = alone_answers[q.question]
+        key = (q.id, q.question)
+        if key not in alone:  # a question may follow several earlier ones: asked once
+            answer = bot.answer(q.question, k=k)
+            alone[key] = (answer.abstained, _first(answer))
         after = bot.answer(q.question, history=[earlier], k=k)
-        kept.append(alone.abstained == after.abstained and _first(alone) == _first(after))
+        kept.append(alone[key] == (after.abstained, _first(after)))
     return (sum(kept) / len(kept) if kept else 0.0), len(kept)
+
+
+def alone_outcomes(results) -> dict:
+    """What each question of `results` (`QuestionResult`s asked without history, with the
+    `k` that `kept_share` uses) got, as `kept_share` takes it."""
+    return {(r.id, r.question): (r.abstained, r.first) for r in results}
 
 
 def standalone_questions(files: Iterable[Path], outside: Iterable[Path] = ()) -> list:
@@ -162,10 +174,13 @@ def format_conversations(name: str, scores: list[ConversationScores]) -> str:
     return "\n".join(rows)
 
 
-def conversation_figures(bot, eval_set, limit: int | None = None, pairs: bool = True):
+def conversation_figures(
+    bot, eval_set, limit: int | None = None, pairs: bool = True, asked: dict | None = None
+):
     """The figures `ctqa eval` prints for one set: the conversation set's reported half (when
     the set has one) by way of searching, and the share of standalone questions kept after an
-    unrelated one. Returns (text, (kept share, questions asked) or None)."""
+    unrelated one (`asked`: what its questions got alone, see `kept_share`). Returns (text,
+    (kept share, questions asked) or None)."""
     lines = []
     if eval_set.conversations is not None:
         turns = load_turns(eval_set.conversations, half="reported")[:limit]
@@ -174,7 +189,7 @@ def conversation_figures(bot, eval_set, limit: int | None = None, pairs: bool = 
     kept = None
     if pairs:
         questions = standalone_questions(eval_set.files, eval_set.outside)
-        kept = kept_share(bot, pairings(questions)[:limit])
+        kept = kept_share(bot, pairings(questions)[:limit], asked=asked)
         lines.append(
             f"{eval_set.name}: standalone questions asked after an unrelated one keep their "
             f"first passage: {kept[0]:.3f} of {kept[1]}"

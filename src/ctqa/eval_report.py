@@ -120,7 +120,7 @@ def run_eval(
     results and the abstention trade-off written under `out`."""
     from .bot import Bot
     from .config import Settings
-    from .conversation_eval import conversation_figures
+    from .conversation_eval import alone_outcomes, conversation_figures
     from .evaluate import default_sets, run_set
 
     settings = Settings.from_env()
@@ -149,7 +149,9 @@ def run_eval(
                 print_summary(name, mode, bot, reports, out if mode == shipped else None)
                 # the pairs of a large set only for the shipped way: the reader reads slowly
                 pairs = mode == shipped or eval_set.conversations is not None
-                text, share = conversation_figures(bot, eval_set, limit, pairs)
+                # the set's questions were just asked alone: their answers are not asked again
+                asked = alone_outcomes(r for report in reports for r in report.results)
+                text, share = conversation_figures(bot, eval_set, limit, pairs, asked)
                 print(f"[{mode}] {text}")
                 if share is not None and mode == shipped:
                     kept.append(share)

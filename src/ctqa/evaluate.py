@@ -68,6 +68,7 @@ class QuestionResult:
     first_length: int = 0  # characters of the first cited passage (0 when abstained)
     span: str | None = None  # the answer span marked in the first passage
     answers: tuple[str, ...] = ()
+    first: tuple[str, int] | None = None  # (statement, start) of the first ranked passage
 
     @property
     def answered_right(self) -> bool:
@@ -196,6 +197,7 @@ def ask(bot, question: EvalQuestion, k: int) -> QuestionResult:
         first_length=len(answer.citations[0].text) if answer.citations else 0,
         span=ranked[0].answer_text if ranked else None,
         answers=question.answers,
+        first=(ranked[0].doc_id, ranked[0].start) if ranked else None,
     )
 
 
