@@ -1,7 +1,17 @@
 """The reader's training pairs: each question's own passage, retrieval's answerless passages,
-and its own passage with the answer's sentences taken out."""
+its own passage with the answer's sentences taken out, and the question with a name swapped."""
 
-from ctqa.training_data import SquadQuestion, pairs_for, without_answer
+import random
+
+from ctqa.training_data import (
+    Pair,
+    SquadQuestion,
+    pairs_for,
+    phrases,
+    swapped_pairs,
+    swapped_question,
+    without_answer,
+)
 
 SENTENCES = [
     "The delegations met in New Delhi.",
@@ -51,3 +61,44 @@ def test_retrieved_negatives_skip_the_own_passage_and_any_that_hold_the_answer()
     others = [TEXT, "Olivier Caron spoke.", "Weather was fine.", "Trade grew."]
     pairs = pairs_for(question(), [(TEXT, SENTENCES)], others, negatives=1)
     assert [p.passage for p in pairs[1:]] == ["Weather was fine."]
+
+
+ARTICLE = TEXT + "\n\nIn 2019 Mahaveer Singhvi met the Paris Prosecutor. Later, in 2021, he left."
+
+
+def test_a_swapped_question_names_what_its_passage_does_not_hold():
+    pool = sorted(phrases(ARTICLE))
+    asked = "Who led the French side in New Delhi?"
+    # a name of the passage, for a name of the article none of whose words the passage holds
+    expected = {
+        asked.replace(old, new)
+        for old in ("French", "New Delhi")
+        for new in ("Mahaveer Singhvi", "Paris Prosecutor")
+    }
+    swaps = {swapped_question(asked, TEXT, pool, random.Random(seed)) for seed in range(30)}
+    assert swaps == expected
+
+
+def test_numbers_swap_for_numbers_and_a_first_word_or_a_possessive_stays():
+    pool = sorted(phrases(ARTICLE))
+    assert "In" not in pool and "Later" not in pool  # they only start a sentence
+    swapped = swapped_question(
+        "What happened in 2019?", "It rained in 2019.", pool, random.Random(0)
+    )
+    assert swapped == "What happened in 2021?"
+    # Nothing the passage holds but the question's first word: nothing to swap.
+    assert swapped_question("French delegations met?", TEXT, pool, random.Random(0)) is None
+    swapped = swapped_question("Whose was Olivier Caron's team?", TEXT, pool, random.Random(0))
+    assert swapped is not None and swapped.endswith("'s team?")
+
+
+def test_every_answering_pair_gets_one_swapped_no_answer_pair(tmp_path):
+    (tmp_path / "t.txt").write_text(ARTICLE, encoding="utf-8")
+    q = question()
+    q = SquadQuestion(**{**q.__dict__, "question": "Who led the French side in New Delhi?"})
+    answering = Pair(q.id, q.question, TEXT, (TEXT.index("Olivier"), TEXT.index(".", 40)))
+    negative = Pair(q.id, q.question, "Trade grew.", None)
+    found = swapped_pairs([answering, negative], [q], tmp_path, seed=13)
+    assert [(p.question_id, p.passage, p.span) for p in found] == [("q1-swapped", TEXT, None)]
+    assert found[0].question != q.question
+    assert found == swapped_pairs([answering, negative], [q], tmp_path, seed=13)  # seeded

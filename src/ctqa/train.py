@@ -37,6 +37,7 @@ from .training_data import (
     encode_pairs,
     load_squad,
     split,
+    swapped_pairs,
     training_pairs,
 )
 
@@ -49,6 +50,7 @@ class TrainConfig:
     negatives: int = 3  # retrieved passages without an answer, per question
     candidates: int = 8  # retrieved passages the negatives are taken from
     answer_removed: bool = False  # also read each own passage without its answer's sentences
+    swapped_names: bool = False  # also read each answering passage with a name swapped out
     max_tokens: int = 256  # question and passage word pieces while training
     frozen_layers: int = 2
     epochs: float = 1.75
@@ -220,7 +222,20 @@ def train_net(net, encoded, targets, config: TrainConfig, work: Path, log=print)
 
 
 def prepare_pairs(config: TrainConfig, work: Path, log=print) -> tuple[list[Pair], dict]:
-    """The training pairs (kept in `work/pairs.jsonl`), and the questions by part."""
+    """The training pairs, and the questions by part; with `swapped_names`, the swapped
+    questions follow the retrieved pairs (`training_data.swapped_pairs`)."""
+    pairs, parts = retrieved_pairs(config, work, log)
+    if config.swapped_names:
+        swapped = swapped_pairs(pairs, parts["train"], SQUAD_TRAIN / "corpus", config.seed)
+        log(f"{len(swapped)} questions with a name or number swapped")
+        pairs = pairs + swapped
+        random.Random(config.seed).shuffle(pairs)
+    return pairs, parts
+
+
+def retrieved_pairs(config: TrainConfig, work: Path, log=print) -> tuple[list[Pair], dict]:
+    """The pairs of each question and what retrieval proposes (kept in `work/pairs-*.jsonl`),
+    and the questions by part."""
     parts = split(load_squad(SQUAD_TRAIN / "questions.jsonl"))
     if config.limit:
         parts = {k: v[: config.limit] for k, v in parts.items()}
@@ -315,6 +330,13 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         default=None,
         help="also train on each own passage without its answer's sentences (not shipped)",
+    )
+    parser.add_argument(
+        "--swapped-names",
+        action="store_true",
+        default=None,
+        help="also train on each answerable question with a name or number of its passage "
+        "swapped for another of its article, as a no-answer pair",
     )
     args = parser.parse_args(argv)
     overrides = {k: v for k, v in vars(args).items() if k not in ("out", "work") and v is not None}

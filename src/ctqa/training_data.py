@@ -12,13 +12,17 @@ adversarial no-answer); the passages that ctqa's retrieval ranks highest but tha
 an answer (the negatives the reader meets when it reads what retrieval proposes); and, when
 `answer_removed`, its own passage with the sentences that hold the answer taken out: a passage
 on the question's very topic, in its words, that no longer answers it, which is what a
-near-topic unanswerable question looks like.
+near-topic unanswerable question looks like; and, when `swapped_names`, the question with one
+name or number it shares with its passage replaced by another of its article that the passage
+lacks, read against that passage (`swapped_pairs`): the same words, another claim, which is
+how SQuAD 2.0's adversarial questions were written ("entity swap").
 """
 
 from __future__ import annotations
 
 import json
 import random
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +31,7 @@ import numpy as np
 
 from .config import PROJECT_ROOT
 from .evaluate import doc_key
+from .lexical import fold, stopwords
 from .reader import encode_pair
 
 SQUAD_TRAIN = PROJECT_ROOT / "eval" / "squad-train"
@@ -34,6 +39,10 @@ SQUAD_TRAIN = PROJECT_ROOT / "eval" / "squad-train"
 DEFAULT_WORK = Path.home() / ".cache" / "ctqa" / "train"
 TUNING_ARTICLES = ("IPod", "Normans", "Private_school", "Solar_energy")
 TUNING_OUTSIDE = ("Harvard_University", "To_Kill_a_Mockingbird")
+# Names (runs of capitalised words) and numbers, as `swapped_question` swaps them.
+_CAPITALISED = r"[A-Z](?:[\w'’-]|\.(?=\w))*"
+NAME = re.compile(rf"{_CAPITALISED}(?: {_CAPITALISED})*")
+NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 
 
 @dataclass(frozen=True)
@@ -236,3 +245,95 @@ def batches(encoded, size: int, rng: random.Random) -> list[list[int]]:
         result.extend(part[i : i + size] for i in range(0, len(part), size))
     rng.shuffle(result)
     return result
+
+
+def phrases(text: str) -> set[str]:
+    """The names and numbers of `text` that `swapped_question` can swap in: names without
+    their leading stopwords ("In", "The") or a possessive, and none that only starts a sentence.
+
+    >>> sorted(phrases("In 1998 Destiny's Child signed with The Columbia Records. While it rose"))
+    ['1998', 'Columbia Records', "Destiny's Child"]
+    """
+    found = set(NUMBER.findall(text))
+    for match in NAME.finditer(text):
+        name = _name(match.group())
+        if name and (len(name.split()) > 1 or not _starts_sentence(text, match.start())):
+            found.add(name)
+    return found
+
+
+def _name(phrase: str) -> str:
+    """`phrase` without leading stopwords and a trailing possessive ('s)."""
+    words = phrase.split()
+    while words and fold(words[0]) in stopwords():
+        words.pop(0)
+    name = " ".join(words)
+    return name[:-2] if name[-2:] in ("'s", "’s") else name
+
+
+def _starts_sentence(text: str, at: int) -> bool:
+    before = text[:at].rstrip()
+    return not before or before[-1] in '.!?\n"“'
+
+
+def _kind(phrase: str) -> tuple[bool, int]:
+    """Numbers are swapped for numbers of as many characters (years for years), names for names."""
+    return (True, len(phrase)) if NUMBER.fullmatch(phrase) else (False, 0)
+
+
+def swapped_question(
+    question: str, passage: str, article: list[str], rng: random.Random
+) -> str | None:
+    """`question` with one name or number that `passage` holds replaced by one of `article`
+    (its article's names and numbers, sorted) none of whose words `passage` holds: the passage
+    no longer answers it. None when there is nothing to swap. The question's first word is never
+    swapped (a capital that starts a question is no name).
+
+    >>> passage = "Beyoncé left Destiny's Child in 2003."
+    >>> swapped_question("When did Beyonce leave Destiny's Child?", passage,
+    ...     ["Kelly Rowland", "Michelle"], random.Random(1))
+    'When did Beyonce leave Kelly Rowland?'
+    """
+    inside = fold(passage)
+    words = set(re.findall(r"\w+", inside))
+    own = []
+    for match in [*NAME.finditer(question), *NUMBER.finditer(question)]:
+        phrase = _name(match.group()) if NAME.fullmatch(match.group()) else match.group()
+        if phrase and match.start() > 0 and fold(phrase) in inside:
+            start = match.start() + match.group().index(phrase)
+            own.append((start, start + len(phrase), phrase))
+    rng.shuffle(own)
+    for start, end, phrase in own:
+        kind = _kind(phrase)
+        others = [
+            p
+            for p in article
+            if _kind(p) == kind
+            and fold(p) not in fold(question)
+            and words.isdisjoint(re.findall(r"\w+", fold(p)))
+        ]
+        if others:
+            return question[:start] + rng.choice(others) + question[end:]
+    return None
+
+
+def swapped_pairs(
+    pairs: list[Pair], questions: list[SquadQuestion], corpus: Path, seed: int
+) -> list[Pair]:
+    """One no-answer pair for each pair that answers its question (`swapped_question` of the
+    question against the same passage), in the order of `pairs`, drawn with `seed`."""
+    by_id = {q.id: q for q in questions}
+    articles: dict[str, list[str]] = {}
+    rng = random.Random(seed)
+    found = []
+    for pair in pairs:
+        question = by_id.get(pair.question_id)
+        if pair.span is None or question is None:
+            continue
+        if question.file not in articles:
+            text = (corpus / question.file).read_text(encoding="utf-8")
+            articles[question.file] = sorted(phrases(text))
+        swapped = swapped_question(pair.question, pair.passage, articles[question.file], rng)
+        if swapped is not None:
+            found.append(Pair(f"{pair.question_id}-swapped", swapped, pair.passage, None))
+    return found
