@@ -144,8 +144,9 @@ def kept_share(
 
 
 def alone_outcomes(results) -> dict:
-    """What each question of `results` (`QuestionResult`s asked without history, with the
-    `k` that `kept_share` uses) got, as `kept_share` takes it."""
+    """What each question of `results` (`QuestionResult`s asked with the `k` that `kept_share`
+    uses) got, as `kept_share` takes it. A follow-up file's results, asked with history, may be
+    among them: `kept_share` only looks up the standalone questions it pairs."""
     return {(r.id, r.question): (r.abstained, r.first) for r in results}
 
 
