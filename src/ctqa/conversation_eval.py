@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .evaluate import EvalQuestion, ask, load_questions
+from .evaluate import EvalQuestion, ask, first_passage, load_questions
 
 PAIRING_SEED = 7
 FIRST, SWITCH = "first", "switch"
@@ -137,9 +137,9 @@ def kept_share(
         key = (q.id, q.question)
         if key not in alone:  # a question may follow several earlier ones: asked once
             answer = bot.answer(q.question, k=k)
-            alone[key] = (answer.abstained, _first(answer))
+            alone[key] = (answer.abstained, first_passage(answer))
         after = bot.answer(q.question, history=[earlier], k=k)
-        kept.append(alone[key] == (after.abstained, _first(after)))
+        kept.append(alone[key] == (after.abstained, first_passage(after)))
     return (sum(kept) / len(kept) if kept else 0.0), len(kept)
 
 
@@ -154,11 +154,6 @@ def standalone_questions(files: Iterable[Path], outside: Iterable[Path] = ()) ->
     """The questions of an eval set asked without history (follow-up files are left out)."""
     found = [q for path in files for q in load_questions(path) if not q.history]
     return found + [q for path in outside for q in load_questions(path, outside=True)]
-
-
-def _first(answer) -> tuple[str, int] | None:
-    ranked = answer.citations or answer.nearest
-    return (ranked[0].doc_id, ranked[0].start) if ranked else None
 
 
 def format_conversations(name: str, scores: list[ConversationScores]) -> str:

@@ -176,6 +176,12 @@ def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[round(q * 100) - 1]
 
 
+def first_passage(answer) -> tuple[str, int] | None:
+    """(statement, start) of the first passage an answer ranks, cited or nearest."""
+    ranked = answer.citations or answer.nearest
+    return (ranked[0].doc_id, ranked[0].start) if ranked else None
+
+
 def ask(bot, question: EvalQuestion, k: int) -> QuestionResult:
     """Ask one question and score what came back."""
     started = time.perf_counter()
@@ -197,7 +203,7 @@ def ask(bot, question: EvalQuestion, k: int) -> QuestionResult:
         first_length=len(answer.citations[0].text) if answer.citations else 0,
         span=ranked[0].answer_text if ranked else None,
         answers=question.answers,
-        first=(ranked[0].doc_id, ranked[0].start) if ranked else None,
+        first=first_passage(answer),
     )
 
 
