@@ -167,14 +167,7 @@ def chat_turns(report: Report, bot, rounds: int) -> None:
     """Section 1: a chat's turn, asked after the 3 questions before it, with the searches kept
     from the turns before (as shipped, recent.py) and searching every earlier turn again; the
     same questions alone besides."""
-    from ctqa.evaluate import default_sets, load_questions
-
-    asked = [
-        q.question
-        for path in default_sets()["statement"].files
-        for q in load_questions(path)
-        if not q.history
-    ]
+    asked = [q.text for q in statement_questions() if not q.history]
     chat = [Question(q, tuple(asked[max(0, i - 3) : i])) for i, q in enumerate(asked)][3:]
     calls = {
         "kept": ask(like(bot)),
