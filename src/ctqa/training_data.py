@@ -25,6 +25,7 @@ import random
 import re
 import shutil
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -272,8 +273,17 @@ def _name(phrase: str) -> str:
 
 
 def _starts_sentence(text: str, at: int) -> bool:
-    before = text[:at].rstrip()
+    # a short look back, not the whole text before `at`: it runs for every name of an article
+    before = text[max(0, at - 20) : at].rstrip()
     return not before or before[-1] in '.!?\n"“'
+
+
+@lru_cache(maxsize=65536)
+def _folded(phrase: str) -> tuple[str, frozenset[str]]:
+    """`phrase` folded, and its folded words: each article phrase is compared with every
+    question on its article."""
+    folded = fold(phrase)
+    return folded, frozenset(re.findall(r"\w+", folded))
 
 
 def _kind(phrase: str) -> tuple[bool, int]:
@@ -294,12 +304,12 @@ def swapped_question(
     ...     ["Kelly Rowland", "Michelle"], random.Random(1))
     'When did Beyonce leave Kelly Rowland?'
     """
-    inside = fold(passage)
-    words = set(re.findall(r"\w+", inside))
+    inside, words = _folded(passage)
+    asked = fold(question)
     own = []
     for match in [*NAME.finditer(question), *NUMBER.finditer(question)]:
         phrase = _name(match.group()) if NAME.fullmatch(match.group()) else match.group()
-        if phrase and match.start() > 0 and fold(phrase) in inside:
+        if phrase and match.start() > 0 and _folded(phrase)[0] in inside:
             start = match.start() + match.group().index(phrase)
             own.append((start, start + len(phrase), phrase))
     rng.shuffle(own)
@@ -308,9 +318,7 @@ def swapped_question(
         others = [
             p
             for p in article
-            if _kind(p) == kind
-            and fold(p) not in fold(question)
-            and words.isdisjoint(re.findall(r"\w+", fold(p)))
+            if _kind(p) == kind and _folded(p)[0] not in asked and words.isdisjoint(_folded(p)[1])
         ]
         if others:
             return question[:start] + rng.choice(others) + question[end:]
