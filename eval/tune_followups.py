@@ -6,13 +6,13 @@ Tuning data, never reported:
 - `eval/statement-tuning/questions.jsonl`, each question asked after 3 unrelated tuning
   questions (on another paragraph): none of these lean.
 
-The two measures (`lean`, `gap`) of every such turn are fitted by a logistic regression, each
-class weighing the same. The bias is then moved along a grid and the one kept that answers the
-most tuning follow-ups right while at least 0.97 of the paired tuning questions keep the first
-passage they get alone (ties: the one that keeps more).
+The three measures (`lean`, `gap`, `lift`) of every such turn are fitted by a logistic
+regression, each class weighing the same. The bias is then moved along a grid and the one kept
+that answers the most tuning follow-ups right while at least 0.97 of the paired tuning
+questions keep the first passage they get alone (ties: the one that keeps more).
 
     .venv/bin/python eval/tune_followups.py        # prints the figures and the chosen rule
-    .venv/bin/python eval/tune_followups.py --at 7.13 24.36 -1.22   # also another rule's figures
+    .venv/bin/python eval/tune_followups.py --at 5.07 21.68 0 -0.55   # also another rule's figures
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ CONVERSATIONS = PROJECT_ROOT / "eval" / "statement" / "conversations.jsonl"
 TUNING_QUESTIONS = PROJECT_ROOT / "eval" / "statement-tuning" / "questions.jsonl"
 EARLIER_PER_QUESTION = 3
 KEEP_AT_LEAST = 0.97
-NEVER = FollowUpRule(lean=0.0, gap=0.0, bias=-1.0)  # measures the evidence, never leans
+NEVER = FollowUpRule(lean=0.0, gap=0.0, lift=0.0, bias=-1.0)  # measures the evidence, never leans
 
 
 def tuning_pairs() -> list[tuple[str, object]]:
@@ -41,8 +41,8 @@ def tuning_pairs() -> list[tuple[str, object]]:
     return pairings(load_questions(TUNING_QUESTIONS), earlier=EARLIER_PER_QUESTION)
 
 
-def evidence(bot: Bot, earlier: str, question: str) -> tuple[float, float]:
-    """(lean, gap) of `question` after `earlier` (searched alone)."""
+def evidence(bot: Bot, earlier: str, question: str) -> tuple[float, float, float]:
+    """(lean, gap, lift) of `question` after `earlier` (searched alone)."""
     retriever = bot.load()
 
     def search(text):
@@ -50,18 +50,18 @@ def evidence(bot: Bot, earlier: str, question: str) -> tuple[float, float]:
 
     before = Step(earlier, earlier, search(earlier), (earlier,))
     step = next_step(question, before, search, NEVER)
-    return step.lean or 0.0, step.gap or 0.0
+    return step.lean or 0.0, step.gap or 0.0, step.lift or 0.0
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--at",
-        nargs=3,
+        nargs=4,
         type=float,
         action="append",
         default=[],
-        metavar=("LEAN", "GAP", "BIAS"),
+        metavar=("LEAN", "GAP", "LIFT", "BIAS"),
         help="also print the figures of this rule (repeatable)",
     )
     at = parser.parse_args(argv).at
@@ -77,10 +77,10 @@ def main(argv: list[str] | None = None) -> None:
         labels.append(False)
     x, y = np.array(rows), np.array(labels, dtype=float)
     weights = np.where(y == 1, len(y) / (2 * y.sum()), len(y) / (2 * (len(y) - y.sum())))
-    lean, gap, bias = fit_logistic(x, y, weights)
+    lean, gap, lift, bias = fit_logistic(x, y, weights)
     print(
         f"fit on {len(turns)} tuning turns and {len(pairs)} tuning pairs: "
-        f"lean {lean:.3f}, gap {-gap:.3f}, bias {bias:.3f}"
+        f"lean {lean:.3f}, gap {-gap:.3f}, lift {lift:.3f}, bias {bias:.3f}"
     )
     every = load_turns(CONVERSATIONS, half="tuning")
     results = []
@@ -88,6 +88,7 @@ def main(argv: list[str] | None = None) -> None:
         rule = dict(
             follow_lean=round(float(lean), 2),
             follow_gap=round(float(-gap), 2),
+            follow_lift=round(float(lift), 2),
             follow_bias=round(float(bias - shift), 2),
         )
         follow, kept = figures(bot, rule, every, pairs, f"bias {rule['follow_bias']:+.2f}")
@@ -96,8 +97,9 @@ def main(argv: list[str] | None = None) -> None:
     follow, kept, rule = max(allowed, key=lambda r: (r[0], r[1]))
     print(f"chosen: {rule} (tuning follow-ups {follow:.3f}, kept {kept:.3f})")
     for other in at:
-        rule = dict(zip(("follow_lean", "follow_gap", "follow_bias"), other, strict=True))
-        figures(bot, rule, every, pairs, "at lean {}, gap {}, bias {}".format(*other))
+        names = ("follow_lean", "follow_gap", "follow_lift", "follow_bias")
+        rule = dict(zip(names, other, strict=True))
+        figures(bot, rule, every, pairs, "at lean {}, gap {}, lift {}, bias {}".format(*other))
 
 
 def figures(bot: Bot, rule: dict, turns, pairs, label: str) -> tuple[float, float]:

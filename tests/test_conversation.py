@@ -5,10 +5,14 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from ctqa.config import Settings
 from ctqa.conversation import CHAIN, FOLLOWED, FollowUpRule, Step, follow, next_step
 from ctqa.retrieval import Ranking
 
-RULE = FollowUpRule(lean=5.07, gap=21.68, bias=-0.55)  # the shipped weights
+SHIPPED = Settings()
+RULE = FollowUpRule(
+    SHIPPED.follow_lean, SHIPPED.follow_gap, SHIPPED.follow_lift, SHIPPED.follow_bias
+)
 
 
 def unit(*values) -> np.ndarray:
@@ -68,6 +72,7 @@ def test_a_fragment_leans_on_the_question_before_it():
     step = follow([INDIAN, FRENCH_ONE], search, RULE)
     assert step.leaned and step.query == f"{INDIAN} {FRENCH_ONE}"
     assert step.gap == pytest.approx(0.01) and step.lean > 0.3
+    assert step.lift == pytest.approx(0.45 - 0.50)  # the glued search about as sure as before
     assert step.ranking.hits[0].row == 3
 
 
@@ -75,6 +80,7 @@ def test_a_question_of_its_own_is_searched_alone_after_an_unrelated_one():
     step = follow([INDIAN, AFGHANISTAN], FakeSearch(TABLE), RULE)
     assert not step.leaned and step.query == AFGHANISTAN
     assert step.gap == pytest.approx(0.40) and abs(step.lean) < 0.1
+    assert step.lift == pytest.approx(0.40 - 0.50)
     assert step.ranking.hits[0].row == 1
 
 
@@ -85,11 +91,14 @@ def test_a_first_question_is_searched_alone_without_evidence():
     assert step.lean is None and search.searched == [FRENCH_ONE]
 
 
-def test_the_rule_weighs_both_measures():
-    assert RULE.leans(lean=0.6, gap=0.0)
-    assert not RULE.leans(lean=0.6, gap=0.2)  # the earlier passage serves it much worse
-    assert not RULE.leans(lean=0.0, gap=0.0)  # it says enough on its own
-    assert RULE.score(0.6, 0.0) > RULE.score(0.6, 0.01)
+def test_the_rule_weighs_the_three_measures():
+    assert RULE.leans(lean=0.6, gap=0.0, lift=0.0)
+    assert not RULE.leans(lean=0.6, gap=0.2, lift=0.0)  # the earlier passage serves it much worse
+    assert not RULE.leans(lean=0.0, gap=0.0, lift=0.0)  # it says enough on its own
+    assert RULE.leans(lean=0.3, gap=0.0, lift=0.0)
+    assert not RULE.leans(lean=0.3, gap=0.0, lift=-0.2)  # glued on, it blurs the earlier subject
+    assert RULE.score(0.6, 0.0, 0.0) > RULE.score(0.6, 0.01, 0.0)
+    assert RULE.score(0.6, 0.0, 0.1) > RULE.score(0.6, 0.0, 0.0)
 
 
 def test_a_passage_that_was_not_even_a_candidate_counts_as_far_away():
@@ -100,7 +109,7 @@ def test_a_passage_that_was_not_even_a_candidate_counts_as_far_away():
 
 
 def test_a_chain_of_follow_ups_keeps_its_last_questions_and_the_cost_is_bounded():
-    always = FollowUpRule(lean=0.0, gap=0.0, bias=1.0)
+    always = FollowUpRule(lean=0.0, gap=0.0, lift=0.0, bias=1.0)
     questions = [f"question {i}" for i in range(10)]
     table = {q: (unit(1, i, 0, 0), {i: 0.5}) for i, q in enumerate(questions)}
     search = FakeSearch(table)

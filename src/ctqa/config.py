@@ -66,13 +66,15 @@ class Settings:
     weight_disagreement: float = 0.5
     agreement_cosine: float = 0.35
     # Whether a question leans on the one before it (conversation.py): leans when
-    # follow_lean * lean - follow_gap * gap + follow_bias > 0. A logistic fit on the tuning
-    # half of eval/statement/conversations.jsonl and statement tuning questions asked after
-    # unrelated ones; the bias is then the one that answers most tuning follow-ups right while
-    # keeping at least 0.97 of those questions' first citations (`make tune-followups`).
-    follow_lean: float = 5.07
-    follow_gap: float = 21.68
-    follow_bias: float = -0.55
+    # follow_lean * lean - follow_gap * gap + follow_lift * lift + follow_bias > 0. A logistic
+    # fit on the tuning half of eval/statement/conversations.jsonl and statement tuning
+    # questions asked after unrelated ones; the bias is then the one that answers most tuning
+    # follow-ups right while keeping at least 0.97 of those questions' first citations (`make
+    # tune-followups`).
+    follow_lean: float = 5.95
+    follow_gap: float = 21.04
+    follow_lift: float = 12.33
+    follow_bias: float = -0.72
     # "off": retrieval alone, abstaining below `abstain_below` (shipped: on the reported sets the
     # reader did not improve on it, see README); "on": the trained reader reads the passages
     # retrieval proposes, orders them, marks the answer span and decides abstention with the

@@ -1,7 +1,7 @@
 """Follow-ups: whether a question leans on the conversation before it, decided by what the
 search finds, not by which words the question contains.
 
-Each question is searched alone, and glued after the query of the question before it. Two
+Each question is searched alone, and glued after the query of the question before it. Three
 measures then say whether it leans on that context:
 - `lean`: how little the question says on its own. The glued text's embedding is compared with
   the earlier query's and with the question's: "And the French one?" adds little, so the glued
@@ -9,15 +9,19 @@ measures then say whether it leans on that context:
   "What did they say about Afghanistan?" pulls the glued text its own way.
 - `gap`: how much the question, searched alone, prefers its own best passage to the one the
   earlier answer found: a score difference, near 0 when the earlier passage serves it as well.
-A question leans when `rule.lean * lean - rule.gap * gap + rule.bias > 0` (`FollowUpRule`);
+- `lift`: how much surer the glued search is than the earlier question's own (a confidence
+  difference): a follow-up keeps the earlier subject, so the glued text finds it as surely,
+  while an unrelated question glued on blurs it.
+A question leans when `rule.lean * lean - rule.gap * gap + rule.lift * lift + rule.bias > 0`
+(`FollowUpRule`);
 the weights are a logistic fit on the tuning half of the conversation set and on statement
 tuning questions asked after unrelated ones (`eval/tune_followups.py`), never on what the
 README reports. When it leans, the glued query is what is searched and shown ("Searched
 for: ..."); "his", "them" or "there" then find the passage the earlier answer cited through the
 earlier question's words.
 
->>> rule = FollowUpRule(lean=7.0, gap=24.0, bias=-1.0)
->>> rule.leans(lean=0.6, gap=0.02), rule.leans(lean=-0.1, gap=0.3)
+>>> rule = FollowUpRule(lean=7.0, gap=24.0, lift=10.0, bias=-1.0)
+>>> rule.leans(lean=0.6, gap=0.02, lift=0.0), rule.leans(lean=-0.1, gap=0.3, lift=-0.1)
 (True, False)
 """
 
@@ -45,13 +49,14 @@ class FollowUpRule:
 
     lean: float
     gap: float
+    lift: float
     bias: float
 
-    def score(self, lean: float, gap: float) -> float:
-        return self.lean * lean - self.gap * gap + self.bias
+    def score(self, lean: float, gap: float, lift: float) -> float:
+        return self.lean * lean - self.gap * gap + self.lift * lift + self.bias
 
-    def leans(self, lean: float, gap: float) -> bool:
-        return self.score(lean, gap) > 0
+    def leans(self, lean: float, gap: float, lift: float) -> bool:
+        return self.score(lean, gap, lift) > 0
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,7 @@ class Step:
     chain: tuple[str, ...]  # the questions glued into `query`, oldest first
     lean: float | None = None  # the evidence, None for a first question
     gap: float | None = None
+    lift: float | None = None
 
     @property
     def leaned(self) -> bool:
@@ -102,11 +108,11 @@ def next_step(
     glued = search(query)
     lean = cosine(glued.vector, before.ranking.vector) - cosine(glued.vector, alone.vector)
     gap = alone.hits[0].score - alone.score_of(before.ranking.hits[0].row)
-    if rule.leans(lean, gap):
-        return Step(question=question, query=query, ranking=glued, chain=chain, lean=lean, gap=gap)
-    return Step(
-        question=question, query=question, ranking=alone, chain=(question,), lean=lean, gap=gap
-    )
+    lift = glued.confidence - before.ranking.confidence
+    evidence = {"lean": lean, "gap": gap, "lift": lift}
+    if rule.leans(**evidence):
+        return Step(question=question, query=query, ranking=glued, chain=chain, **evidence)
+    return Step(question=question, query=question, ranking=alone, chain=(question,), **evidence)
 
 
 def cosine(a: np.ndarray | None, b: np.ndarray | None) -> float:
