@@ -35,6 +35,9 @@ from .vectors import search_params
 
 RRF_K = 60
 NEAR_BEST_UNIT = 0.1  # cosine
+# Added to a sentence's best unit cosine when it holds all of the question's words (a share of
+# it for some): of two sentences about as close, the answering one shares more words.
+SHARED_WORDS_BONUS = 0.1
 # Passages searched for the words an unknown acronym abbreviates (the closest ones).
 NEARBY_PASSAGES = 20
 # Passages ranked first (the first included) whose agreement with the first counts.
@@ -264,12 +267,11 @@ class Retriever:
         rows = np.unique(np.concatenate(found).astype(np.int64))
         return rows[(rows >= 0) & (rows < total)]  # FAISS pads missing results with -1
 
-    def _unit_cosines(self, rows: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, list]:
+    def _unit_cosines(self, rows: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, UnitCosines]:
         """(Best unit cosine of each passage row, the cosines of all its units)."""
         units, starts = self.index.units_of(rows)
         sims = self.index.unit_rows[units] @ q
-        per_unit = np.split(sims, starts[1:])
-        return np.maximum.reduceat(sims, starts), per_unit  # float32, as the rows
+        return np.maximum.reduceat(sims, starts), UnitCosines(sims, starts)  # float32, as the rows
 
     def _answering_sentence(self, row: int, unit_sims: np.ndarray, wanted: list[str]) -> Span:
         """The sentence holding the passage's best unit; where two sentences are close, the one
@@ -279,16 +281,40 @@ class Retriever:
             return passage.sentences[0]
         wanted = set(wanted)
         text = self.index.documents[passage.doc_id].text
-        scores = []
-        for sentence in passage.sentences:
-            inside = [
+        best = [
+            max(
                 sim
                 for unit, sim in zip(passage.units, unit_sims, strict=True)
                 if sentence.start <= unit.start and unit.end <= sentence.end
-            ]
+            )
+            for sentence in passage.sentences
+        ]
+        scores = []
+        for sentence, sim in zip(passage.sentences, best, strict=True):
+            if sim + SHARED_WORDS_BONUS < max(best):
+                scores.append(-np.inf)  # shared words could not lift it to the best one
+                continue
             shared = len(wanted & set(terms(text[sentence.start : sentence.end])))
-            scores.append(max(inside) + 0.1 * shared / max(1, len(wanted)))
+            scores.append(sim + SHARED_WORDS_BONUS * shared / max(1, len(wanted)))
         return passage.sentences[int(np.argmax(scores))]
+
+
+@dataclass(frozen=True)
+class UnitCosines:
+    """The question's cosine with every unit of the candidate passages, one passage's after
+    another's; `[i]` is candidate i's. Sliced on demand: only the few passages ranked first
+    read theirs, and splitting every candidate's costs more than the rest of the step.
+
+    >>> UnitCosines(np.array([0.1, 0.5, 0.2]), np.array([0, 2]))[0]
+    array([0.1, 0.5])
+    """
+
+    sims: np.ndarray
+    starts: np.ndarray
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        end = self.starts[i + 1] if i + 1 < len(self.starts) else len(self.sims)
+        return self.sims[self.starts[i] : end]
 
 
 def _search_key(query: str, k: int, doc_ids: set[str] | None) -> tuple:
