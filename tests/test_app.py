@@ -128,7 +128,11 @@ def test_html_in_a_question_is_echoed_as_text(client):
     payload = "<img src=x onerror=alert(1)>"
     reply = client.predict(payload, api_name="/chat")
     assert "<img" not in reply
-    follow_up = client.predict(f"And {payload}?", history=[INDIAN], api_name="/chat")
+    assert "<img" not in client.predict(f"And {payload}?", history=[INDIAN], api_name="/chat")
+    # an earlier question's HTML, echoed in "Searched for: ..." when a follow-up leans on it
+    earlier = f"{INDIAN} {payload}"
+    follow_up = client.predict("And the French one?", history=[earlier], api_name="/chat")
+    assert follow_up.startswith("_Searched for:")
     assert "<img" not in follow_up and "&lt;img src=x onerror=alert(1)&gt;" in follow_up
     # the page's own event echoes the question into the conversation, escaped
     _, messages, *_ = client.predict(payload, [], 3, [], api_name="/ask")
