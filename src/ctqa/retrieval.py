@@ -289,9 +289,9 @@ class Retriever:
             )
             for sentence in passage.sentences
         ]
-        scores = []
+        top, scores = max(best), []
         for sentence, sim in zip(passage.sentences, best, strict=True):
-            if sim + SHARED_WORDS_BONUS < max(best):
+            if sim + SHARED_WORDS_BONUS < top:
                 scores.append(-np.inf)  # shared words could not lift it to the best one
                 continue
             shared = len(wanted & set(terms(text[sentence.start : sentence.end])))
