@@ -117,3 +117,19 @@ def test_the_network_gives_minilm_s_own_hidden_states():
         ours = net.lower(ids, mask, types, net.shape.layers)
         theirs = bert(input_ids=ids, attention_mask=mask, token_type_ids=types).last_hidden_state
     assert torch.allclose(ours, theirs, atol=1e-4)
+
+
+def test_the_model_card_says_what_the_reader_was_trained_on():
+    import json
+
+    from ctqa.model_card import card_text
+    from ctqa.reader import MODEL_FOLDER
+
+    record = json.loads((MODEL_FOLDER / "reader.json").read_text(encoding="utf-8"))
+    assert card_text(record) == (MODEL_FOLDER / "READER.md").read_text(encoding="utf-8")
+    assert "the other 14 articles' questions" in card_text(record)
+    record["training"].update(questions=3260, articles=7)
+    record["training"]["config"].update(swapped_names=True)
+    card = card_text(record)
+    assert "3260 questions of 7 of the other 14 articles" in card
+    assert "name or number of its passage swapped" in card

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from .training_data import TUNING_ARTICLES, TUNING_OUTSIDE
 
+TRAINING_ARTICLES = 14  # of the 20 in eval/squad-train/, the tuning ones set apart
+
 FIGURES = (
     ("answered_and_right", "answered and right (Hit@1)"),
     ("hit_at_1", "first passage right"),
@@ -60,15 +62,10 @@ def card_text(record: dict) -> str:
             f"{', '.join(TUNING_OUTSIDE)} (asked of that index: outside questions); and",
             "  `eval/statement-tuning/questions.jsonl`, questions on the statement written for",
             "  tuning (not the reported `eval/statement/` sets).",
-            f"- Training: the other 14 articles' questions, {t['pairs']} (question, passage) pairs,"
+            f"- Training: {trained_on(t)}, {t['pairs']} (question, passage) pairs,"
             f" {t['answer_pairs']} of them answering: each question with its own passage and the",
             f"  {config['negatives']} passages retrieval ranks highest (of {config['candidates']})"
-            " that hold no answer"
-            + (
-                "; and its own passage without the sentences that hold the answer (no answer)."
-                if config.get("answer_removed")
-                else "."
-            ),
+            f" that hold no answer{''.join(extras(config))}.",
             "",
             "## Training",
             f"- Seed {config['seed']}, {t['steps']} steps of {config['batch_size']} pairs, "
@@ -91,6 +88,35 @@ def card_text(record: dict) -> str:
             "",
         ]
     )
+
+
+def trained_on(training: dict) -> str:
+    """Which questions were trained on; a record from before `questions` was kept trained on
+    all of the 14 training articles.
+
+    >>> trained_on({"questions": 3260, "articles": 7})
+    '3260 questions of 7 of the other 14 articles (`--limit`)'
+    """
+    articles = training.get("articles", TRAINING_ARTICLES)
+    if articles == TRAINING_ARTICLES:
+        return f"the other {TRAINING_ARTICLES} articles' questions"
+    return (
+        f"{training['questions']} questions of {articles} of the other {TRAINING_ARTICLES}"
+        " articles (`--limit`)"
+    )
+
+
+def extras(config: dict) -> list[str]:
+    """The no-answer pairs a recipe option adds, as the card's sentence goes on."""
+    found = []
+    if config.get("answer_removed"):
+        found.append("; and its own passage without the sentences that hold the answer (no answer)")
+    if config.get("swapped_names"):
+        found.append(
+            "; and each answering pair's question with a name or number of its passage swapped"
+            " for another of its article (no answer)"
+        )
+    return found
 
 
 def write_card(folder: Path, record: dict) -> Path:

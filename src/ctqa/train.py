@@ -292,6 +292,8 @@ def run(config: TrainConfig, work: Path, out: Path, log=print) -> dict:
         "calibration": asdict(calibration),
         "training": {
             "config": asdict(config),
+            "questions": len(parts["train"]),
+            "articles": len({q.file for q in parts["train"]}),
             "pairs": len(encoded),
             "answer_pairs": int(targets[:, 0].sum()),
             "steps": len(losses),
