@@ -17,7 +17,7 @@ from ctqa.errors import CtqaError
 from ctqa.manifest import check_status, index_settings
 from ctqa.minilm import token_counter
 from ctqa.store import load_index
-from ctqa.vectors import search_params, vector_index, vector_rows
+from ctqa.vectors import nearest, read_vectors, vector_index, vector_rows
 
 
 def rows(n: int, dim: int = 16, seed: int = 0) -> np.ndarray:
@@ -30,25 +30,45 @@ def test_auto_is_flat_below_the_threshold_and_ivf_from_it():
     how = {"index": "auto", "ivf_from": 1000}
     assert isinstance(vector_index(small, how), faiss.IndexFlatIP)
     ivf = vector_index(large, how)
-    assert isinstance(ivf, faiss.IndexIVFScalarQuantizer) and ivf.nlist == 25  # 1000 // 39 cells
+    assert isinstance(ivf, faiss.IndexRefine)
+    assert faiss.extract_index_ivf(ivf).nlist == 25  # 1000 // 39 cells
     assert ivf.ntotal == 1000
     # too few vectors for two cells: flat, whatever is asked
     assert isinstance(vector_index(rows(60), {"index": "ivf"}), faiss.IndexFlatIP)
 
 
-def test_ivf_searching_every_cell_is_exact_and_fewer_cells_is_close():
+def test_ivf_searching_every_cell_finds_what_exact_search_finds_and_fewer_cells_is_close():
     matrix, queries = rows(20_000, dim=32), rows(50, dim=32, seed=1)
     flat = vector_index(matrix, {"index": "flat"})
     ivf = vector_index(matrix, {"index": "ivf"})
+    cells = faiss.extract_index_ivf(ivf).nlist
     _, exact = flat.search(queries, 5)
-    _, every = ivf.search(queries, 5, params=search_params(ivf, ivf.nlist))
-    # exact over what IVF stores (float16); against float32 only near-ties may swap
+    every = nearest(ivf, queries, 5, nprobe=cells)
+    # re-scored on what IVF stores (float16); against float32 only near-ties may swap
     stored = vector_index(vector_rows(ivf).astype(np.float32), {"index": "flat"})
     assert (every == stored.search(queries, 5)[1]).all()
     assert np.mean([len(set(a) & set(b)) / 5 for a, b in zip(every, exact, strict=True)]) > 0.98
-    _, some = ivf.search(queries, 5, params=search_params(ivf, 1))
+    # more cells than there are is every cell (FAISS's fast-scan alone would return other rows)
+    assert (nearest(ivf, queries, 5, nprobe=cells + 100) == every).all()
+    some = nearest(ivf, queries, 5, nprobe=1)
     assert (some != exact).any()  # one cell of 512 misses some: the setting is applied
-    assert search_params(flat, 64) is None
+    assert (nearest(flat, queries, 5, nprobe=1) == exact).all()  # flat: every vector, always
+
+
+def test_a_float16_ivf_index_of_an_earlier_version_still_loads_and_searches(tmp_path):
+    """A build reuses the vectors of the index before it, which may be the float16 IVF that
+    ctqa made before fast-scan."""
+    matrix, queries = rows(5000, dim=32), rows(10, dim=32, seed=1)
+    quantizer = faiss.IndexFlatIP(32)
+    fp16 = faiss.ScalarQuantizer.QT_fp16
+    old = faiss.IndexIVFScalarQuantizer(quantizer, 32, 64, fp16, faiss.METRIC_INNER_PRODUCT, False)
+    old.train(matrix)
+    old.add(matrix)
+    faiss.write_index(old, str(tmp_path / "units.faiss"))
+    loaded = read_vectors(tmp_path / "units.faiss")
+    assert np.abs(vector_rows(loaded) - matrix).max() < 1e-3
+    _, exact = vector_index(matrix, {"index": "flat"}).search(queries, 5)
+    assert (nearest(loaded, queries, 5, nprobe=64) == exact).all()
 
 
 @pytest.mark.parametrize("kind", ["flat", "ivf"])
@@ -103,8 +123,12 @@ def test_switching_to_ivf_reuses_every_vector_and_keeps_the_answers(tmp_path, fa
     build_index(SQUAD_CORPUS, index, fake_encoder, ivf_settings, token_counter())
     assert len(fake_encoder.encoded) == embedded  # nothing embedded again
     loaded = load_index(index, shaping)
-    assert isinstance(loaded.unit_vectors, faiss.IndexIVFScalarQuantizer)
-    assert loaded.manifest["vectors"] == {"index": "ivf", "ivf_from": 50_000, "ivf_codes": "fp16"}
+    assert isinstance(loaded.unit_vectors, faiss.IndexRefine)
+    assert loaded.manifest["vectors"] == {
+        "index": "ivf",
+        "ivf_from": 50_000,
+        "ivf_codes": "pq4-fastscan+fp16",
+    }
     assert np.abs(loaded.unit_rows - flat_units).max() < 1e-3  # the same, through float16
     assert check_status(index, SQUAD_CORPUS, shaping).fresh
 
@@ -130,7 +154,7 @@ def test_ivf_cites_what_exact_search_cites_on_squad(tmp_path):
     flat.load()  # noqa: B018 - builds the index
     shutil.copytree(tmp_path / "flat", tmp_path / "ivf")
     ivf = bot("ivf")
-    assert isinstance(ivf.load().index.unit_vectors, faiss.IndexIVFScalarQuantizer)
+    assert isinstance(ivf.load().index.unit_vectors, faiss.IndexRefine)
     assert ivf.load().index.manifest["build"]["embedded"] == 0
     questions = [q.question for q in load_questions(SQUAD_CORPUS.parent / "questions.jsonl")]
 

@@ -328,13 +328,29 @@ def set_search(index, kind: str, value: int, k: int) -> None:
         index.nprobe = value
 
 
-def recall_at_5(exact, approx, queries: np.ndarray, params=None) -> float:
-    """Share of approximate search's top 5 that score at least exact search's 5th best (ties,
-    as between repeated sentences, count as found)."""
+def kind_name(vectors) -> str:
+    """A FAISS index's class, and for a re-scored one the classes it is made of."""
+    import faiss
+
+    if isinstance(vectors, faiss.IndexRefine):
+        parts = (
+            faiss.downcast_index(vectors.base_index),
+            faiss.downcast_index(vectors.refine_index),
+        )
+        return "+".join(type(part).__name__ for part in parts)
+    return type(vectors).__name__
+
+
+def recall_at_5(exact, found: np.ndarray, queries: np.ndarray) -> float:
+    """Share of the rows an approximate search `found` for `queries` (5 a query) that score at
+    least exact search's 5th best (ties, as between repeated sentences, count as found)."""
+    from ctqa.vectors import vector_rows
+
     want, _ = exact.search(queries, 5)
-    got, rows = approx.search(queries, 5, params=params)
-    found = (got >= want[:, 4:5] - 1e-5) & (rows >= 0)
-    return float(found.mean())
+    rows = vector_rows(exact)
+    got = np.einsum("qkd,qd->qk", rows[np.maximum(found, 0)], queries)
+    hit = (got >= want[:, 4:5] - 1e-5) & (found >= 0)
+    return float(hit.mean())
 
 
 def flat_copy(vectors):
@@ -386,7 +402,7 @@ def worker_query(
     from ctqa.config import Settings
     from ctqa.encoder import load_encoder
     from ctqa.evaluate import load_questions
-    from ctqa.vectors import search_params
+    from ctqa.vectors import nearest
 
     settings = Settings.from_env()
     encoder = load_encoder(settings.threads)
@@ -418,19 +434,17 @@ def worker_query(
     exact_answers = using(use, idx, lambda: None, lambda q: scale.answer(q, k=5))
     meta = {
         "shipped": {
-            "kinds": [type(v).__name__ for v in (shipped.passage_vectors, shipped.unit_vectors)],
+            "kinds": [kind_name(v) for v in (shipped.passage_vectors, shipped.unit_vectors)],
             "nprobe": [settings.nprobe_passages, settings.nprobe_units],
             "recall_passages_at_5": recall_at_5(
                 idx.passage_vectors,
-                shipped.passage_vectors,
+                nearest(shipped.passage_vectors, vectors, 5, settings.nprobe_passages),
                 vectors,
-                search_params(shipped.passage_vectors, settings.nprobe_passages),
             ),
             "recall_units_at_5": recall_at_5(
                 idx.unit_vectors,
-                shipped.unit_vectors,
+                nearest(shipped.unit_vectors, vectors, 5, settings.nprobe_units),
                 vectors,
-                search_params(shipped.unit_vectors, settings.nprobe_units),
             ),
             "answers_same_top5": same_answers(
                 exact_answers,
@@ -458,8 +472,12 @@ def worker_query(
             approx = using(use, variant, tune, lambda q: scale.answer(q, k=5))
             meta[name] = {
                 "build_s": built,
-                "recall_passages_at_5": recall_at_5(idx.passage_vectors, p_index, vectors),
-                "recall_units_at_5": recall_at_5(idx.unit_vectors, u_index, vectors),
+                "recall_passages_at_5": recall_at_5(
+                    idx.passage_vectors, p_index.search(vectors, 5)[1], vectors
+                ),
+                "recall_units_at_5": recall_at_5(
+                    idx.unit_vectors, u_index.search(vectors, 5)[1], vectors
+                ),
                 "answers_same_top5": same_answers(exact_answers, approx, squad[:50]),
             }
             calls[name] = using(use, variant, tune, ask(scale))

@@ -126,6 +126,8 @@ def fold(text: str) -> str:
     'al-qaida cafe'
     """
     text = APOSTROPHES.sub("", text)
+    if text.isascii():  # nothing to decompose: skips a Python step per character
+        return text.lower()
     text = unicodedata.normalize("NFKD", text)
     return "".join(c for c in text if not unicodedata.combining(c)).lower()
 

@@ -31,7 +31,7 @@ from .expansion import QueryExpander
 from .lexical import query_terms, terms
 from .recent import RecentSearches
 from .store import Index
-from .vectors import search_params
+from .vectors import nearest
 
 RRF_K = 60
 NEAR_BEST_UNIT = 0.1  # cosine
@@ -251,13 +251,9 @@ class Retriever:
         index, n = self.index, self.settings.candidates
         total = index.passage_vectors.ntotal
         s = self.settings
-        _, by_passage = index.passage_vectors.search(
-            vector, min(n, total), params=search_params(index.passage_vectors, s.nprobe_passages)
-        )
-        _, by_unit = index.unit_vectors.search(
-            vector,
-            min(3 * n, index.unit_vectors.ntotal),
-            params=search_params(index.unit_vectors, s.nprobe_units),
+        by_passage = nearest(index.passage_vectors, vector, min(n, total), s.nprobe_passages)
+        by_unit = nearest(
+            index.unit_vectors, vector, min(3 * n, index.unit_vectors.ntotal), s.nprobe_units
         )
         found = [by_passage[0], index.unit_owner[by_unit[0][by_unit[0] >= 0]]]
         if bm25.any():
