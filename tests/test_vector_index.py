@@ -71,6 +71,43 @@ def test_a_float16_ivf_index_of_an_earlier_version_still_loads_and_searches(tmp_
     assert (nearest(loaded, queries, 5, nprobe=64) == exact).all()
 
 
+def _float16_ivf(matrix: np.ndarray, how: dict):
+    """IVF as ctqa built it before fast-scan: float16 vectors in every cell."""
+    n, dim = matrix.shape
+    quantizer = faiss.IndexFlatIP(dim)
+    fp16 = faiss.ScalarQuantizer.QT_fp16
+    ivf = faiss.IndexIVFScalarQuantizer(
+        quantizer, dim, max(2, n // 39), fp16, faiss.METRIC_INNER_PRODUCT, False
+    )
+    ivf.train(matrix)
+    ivf.add(matrix)
+    return ivf
+
+
+def test_an_index_of_the_float16_ivf_is_rebuilt_from_its_own_vectors(
+    tmp_path, fake_encoder, monkeypatch
+):
+    require(SQUAD_CORPUS.is_dir(), "the SQuAD slice corpus is missing")
+    import ctqa.manifest
+    import ctqa.store
+
+    index, settings = tmp_path / "index", Settings(vector_index="ivf")
+    with monkeypatch.context() as earlier_version:
+        earlier_version.setattr(ctqa.manifest, "IVF_CODES", "fp16")
+        earlier_version.setattr(ctqa.store, "vector_index", _float16_ivf)
+        build_index(SQUAD_CORPUS, index, fake_encoder, settings, token_counter())
+        old = load_index(index)
+    assert isinstance(old.unit_vectors, faiss.IndexIVFScalarQuantizer)
+    embedded = len(fake_encoder.encoded)
+    shaping = index_settings(settings, fake_encoder.name, fake_encoder.weights_sha256, 64)
+    assert "vectors" in check_status(index, SQUAD_CORPUS, shaping).reason
+    build_index(SQUAD_CORPUS, index, fake_encoder, settings, token_counter())
+    assert len(fake_encoder.encoded) == embedded  # nothing embedded again
+    loaded = load_index(index, shaping)
+    assert isinstance(loaded.unit_vectors, faiss.IndexRefine)
+    assert np.abs(loaded.unit_rows - old.unit_rows).max() < 1e-3
+
+
 @pytest.mark.parametrize("kind", ["flat", "ivf"])
 def test_vector_rows_hold_every_vector_in_row_order(kind):
     matrix = rows(5000, dim=32)
