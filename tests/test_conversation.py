@@ -9,10 +9,7 @@ from ctqa.config import Settings
 from ctqa.conversation import CHAIN, FOLLOWED, FollowUpRule, Step, follow, next_step
 from ctqa.retrieval import Ranking
 
-SHIPPED = Settings()
-RULE = FollowUpRule(
-    SHIPPED.follow_lean, SHIPPED.follow_gap, SHIPPED.follow_lift, SHIPPED.follow_bias
-)
+RULE = FollowUpRule.of(Settings())  # the shipped weights
 
 
 def unit(*values) -> np.ndarray:

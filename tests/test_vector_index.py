@@ -55,22 +55,6 @@ def test_ivf_searching_every_cell_finds_what_exact_search_finds_and_fewer_cells_
     assert (nearest(flat, queries, 5, nprobe=1) == exact).all()  # flat: every vector, always
 
 
-def test_a_float16_ivf_index_of_an_earlier_version_still_loads_and_searches(tmp_path):
-    """A build reuses the vectors of the index before it, which may be the float16 IVF that
-    ctqa made before fast-scan."""
-    matrix, queries = rows(5000, dim=32), rows(10, dim=32, seed=1)
-    quantizer = faiss.IndexFlatIP(32)
-    fp16 = faiss.ScalarQuantizer.QT_fp16
-    old = faiss.IndexIVFScalarQuantizer(quantizer, 32, 64, fp16, faiss.METRIC_INNER_PRODUCT, False)
-    old.train(matrix)
-    old.add(matrix)
-    faiss.write_index(old, str(tmp_path / "units.faiss"))
-    loaded = read_vectors(tmp_path / "units.faiss")
-    assert np.abs(vector_rows(loaded) - matrix).max() < 1e-3
-    _, exact = vector_index(matrix, {"index": "flat"}).search(queries, 5)
-    assert (nearest(loaded, queries, 5, nprobe=64) == exact).all()
-
-
 def _float16_ivf(matrix: np.ndarray, how: dict):
     """IVF as ctqa built it before fast-scan: float16 vectors in every cell."""
     n, dim = matrix.shape
@@ -82,6 +66,18 @@ def _float16_ivf(matrix: np.ndarray, how: dict):
     ivf.train(matrix)
     ivf.add(matrix)
     return ivf
+
+
+def test_a_float16_ivf_index_of_an_earlier_version_still_loads_and_searches(tmp_path):
+    """A build reuses the vectors of the index before it, which may be the float16 IVF that
+    ctqa made before fast-scan."""
+    matrix, queries = rows(5000, dim=32), rows(10, dim=32, seed=1)
+    old = _float16_ivf(matrix, {"index": "ivf"})
+    faiss.write_index(old, str(tmp_path / "units.faiss"))
+    loaded = read_vectors(tmp_path / "units.faiss")
+    assert np.abs(vector_rows(loaded) - matrix).max() < 1e-3
+    _, exact = vector_index(matrix, {"index": "flat"}).search(queries, 5)
+    assert (nearest(loaded, queries, 5, nprobe=old.nlist) == exact).all()
 
 
 def test_an_index_of_the_float16_ivf_is_rebuilt_from_its_own_vectors(

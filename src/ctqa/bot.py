@@ -140,7 +140,7 @@ class Bot:
         reader = self.reader()
         read = reader.calibration.candidates if reader is not None else 0
         wanted = max(k, read)
-        rule = FollowUpRule(s.follow_lean, s.follow_gap, s.follow_lift, s.follow_bias)
+        rule = FollowUpRule.of(s)
         step = follow(
             [*earlier, text],
             lambda q: retriever.search(q, wanted, doc_ids),

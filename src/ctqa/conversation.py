@@ -52,6 +52,14 @@ class FollowUpRule:
     lift: float
     bias: float
 
+    @classmethod
+    def of(cls, settings) -> FollowUpRule:
+        """The rule a `Settings` holds (`follow_lean`, `follow_gap`, `follow_lift`,
+        `follow_bias`)."""
+        return cls(
+            settings.follow_lean, settings.follow_gap, settings.follow_lift, settings.follow_bias
+        )
+
     def score(self, lean: float, gap: float, lift: float) -> float:
         return self.lean * lean - self.gap * gap + self.lift * lift + self.bias
 

@@ -33,9 +33,8 @@ KMEANS_ROUNDS = 10
 # Re-scoring: a search of k re-scores REFINE_FACTOR * max(k, REFINE_FLOOR) of the best codes.
 # The floor keeps a short search as sure as ctqa's own (50 passages, 150 units): many copies of
 # one sentence, as in a corpus of boilerplate, would otherwise fill a short list. Chosen with
-# SQuAD training questions over `make bench`'s 100,000 passages: recall@5 against exact search
-# 0.989 passages, 0.990 units (0.995 re-scoring for ctqa's 150), against float16 IVF's 0.988
-# and 0.995.
+# SQuAD training questions over `make bench`'s 100,000 passages (`eval/bench/choose_refine.py`
+# prints the recall of each choice against float16 IVF's).
 REFINE_FACTOR = 16
 
 
@@ -121,9 +120,17 @@ class _Storage:
         }
 
 
-def nearest(vectors, queries: np.ndarray, k: int, nprobe: int) -> np.ndarray:
+def nearest(
+    vectors,
+    queries: np.ndarray,
+    k: int,
+    nprobe: int,
+    factor: int = REFINE_FACTOR,
+    floor: int = REFINE_FLOOR,
+) -> np.ndarray:
     """Row numbers of the `k` vectors with the highest inner product with each query, best
-    first (-1 where there are fewer); an IVF index searches `nprobe` of its cells.
+    first (-1 where there are fewer); an IVF index searches `nprobe` of its cells and re-scores
+    `factor * max(k, floor)` of what it finds (`eval/bench/choose_refine.py` compares others).
 
     >>> rows = np.eye(3, dtype=np.float32)
     >>> nearest(vector_index(rows, {"index": "flat"}), rows[1:2], 2, nprobe=1)[0].tolist()
@@ -135,8 +142,8 @@ def nearest(vectors, queries: np.ndarray, k: int, nprobe: int) -> np.ndarray:
         # FAISS 1.15's fast-scan returns unrelated rows when asked for more cells than it has
         nprobe = min(nprobe, faiss.extract_index_ivf(vectors).nlist)
         cells = faiss.SearchParametersIVF(nprobe=nprobe)  # kept alive through the search
-        params = faiss.IndexRefineSearchParameters(k_factor=REFINE_FACTOR, base_index_params=cells)
-        return vectors.search(queries, max(k, REFINE_FLOOR), params=params)[1][:, :k]
+        params = faiss.IndexRefineSearchParameters(k_factor=factor, base_index_params=cells)
+        return vectors.search(queries, max(k, floor), params=params)[1][:, :k]
     if isinstance(vectors, faiss.IndexIVF):  # float16 IVF, as indexes before fast-scan
         return vectors.search(queries, k, params=faiss.SearchParametersIVF(nprobe=nprobe))[1]
     return vectors.search(queries, k)[1]
