@@ -133,10 +133,11 @@ def run(args: argparse.Namespace) -> Report:
             clock = now
 
         if "warm" in only:
-            from bench_query import chat_turns, warm_and_peer
+            from bench_query import chat_turns, reader_batching, warm_and_peer
 
             warm_and_peer(report, bot, questions, plan.rounds, baseline=torch_encoder)
             chat_turns(report, bot, plan.rounds)
+            reader_batching(report, bot, questions, plan.rounds)
             lap("warm")
         if "onnx" in only:
             from bench_query import onnx_section

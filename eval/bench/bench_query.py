@@ -163,6 +163,46 @@ def warm_and_peer(
     }
 
 
+def reader_batching(report: Report, bot, questions: list[Question], rounds: int) -> None:
+    """Section 1: the reader reading the passages it reads one at a time (as shipped) against
+    one padded batch of the same passages, the ones retrieval proposes for each question."""
+    from ctqa.reader import batch_arrays, encode_pair, readings
+
+    reading = like(bot, reader="on")
+    reader = reading.reader()
+    n = reader.calibration.candidates
+    proposed = {
+        q.text: [h.passage.text for h in reading.load().search(q.text, n).hits[:n]]
+        for q in questions
+    }
+
+    def batched(q: Question):
+        pairs = [encode_pair(reader.tokenizer, q.text, text) for text in proposed[q.text]]
+        return readings(reader.session.run(None, batch_arrays(pairs)), pairs)
+
+    def one_by_one(q: Question):
+        return reader.read(q.text, proposed[q.text])
+
+    same = all([r.span for r in batched(q)] == [r.span for r in one_by_one(q)] for q in questions)
+    same_spans = "yes" if same else "NO"
+    calls = {"one by one": one_by_one, "batch": batched}
+    lat = {n: Latency.of(v) for n, v in interleaved(calls, questions, rounds=rounds).items()}
+    report.add(
+        Row(
+            "1 warm query",
+            f"reader: the {n} passages retrieval proposes read one at a time (as shipped), "
+            f"{len(questions)} statement questions x{rounds}; same spans: {same_spans}",
+            f"{lat['one by one']}",
+            f"one batch padded to its longest pair {lat['batch']}",
+            ratio(lat["one by one"].p50_ms, lat["batch"].p50_ms),
+        )
+    )
+    report.details["reader_batching"] = {
+        "latency": {name: vars(v) for name, v in lat.items()},
+        "same_spans": same,
+    }
+
+
 def chat_turns(report: Report, bot, rounds: int) -> None:
     """Section 1: a chat's turn, asked after the 3 questions before it, with the searches kept
     from the turns before (as shipped, recent.py) and searching every earlier turn again; the
