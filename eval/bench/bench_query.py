@@ -186,7 +186,8 @@ def reader_batching(report: Report, bot, questions: list[Question], rounds: int)
     same = all([r.span for r in batched(q)] == [r.span for r in one_by_one(q)] for q in questions)
     same_spans = "yes" if same else "NO"
     calls = {"one by one": one_by_one, "batch": batched}
-    lat = {n: Latency.of(v) for n, v in interleaved(calls, questions, rounds=rounds).items()}
+    samples = interleaved(calls, questions, rounds=rounds)
+    lat = {name: Latency.of(values) for name, values in samples.items()}
     report.add(
         Row(
             "1 warm query",
