@@ -164,38 +164,44 @@ def warm_and_peer(
 
 
 def reader_batching(report: Report, bot, questions: list[Question], rounds: int) -> None:
-    """Section 1: the reader reading the passages it reads one at a time (as shipped) against
-    one padded batch of the same passages, the ones retrieval proposes for each question."""
-    from ctqa.reader import batch_arrays, encode_pair, readings
+    """Section 1: how the reader reads the passages retrieval proposes for each question, as
+    shipped (side by side, each on one thread), against one padded batch on every thread (as
+    before commit 93cb315) and one passage at a time on every thread (93cb315 to its successor)."""
+    from ctqa.reader import batch_arrays, encode_pair, load_reader, readings
 
     reading = like(bot, reader="on")
-    reader = reading.reader()
-    n = reader.calibration.candidates
+    shipped = reading.reader()
+    one_by_one = load_reader(bot.settings.threads, side_by_side=False)
+    n = shipped.calibration.candidates
     proposed = {
         q.text: [h.passage.text for h in reading.load().search(q.text, n).hits[:n]]
         for q in questions
     }
 
     def batched(q: Question):
-        pairs = [encode_pair(reader.tokenizer, q.text, text) for text in proposed[q.text]]
-        return readings(reader.session.run(None, batch_arrays(pairs)), pairs)
+        pairs = [encode_pair(one_by_one.tokenizer, q.text, text) for text in proposed[q.text]]
+        return readings(one_by_one.session.run(None, batch_arrays(pairs)), pairs)
 
-    def one_by_one(q: Question):
-        return reader.read(q.text, proposed[q.text])
-
-    same = all([r.span for r in batched(q)] == [r.span for r in one_by_one(q)] for q in questions)
-    same_spans = "yes" if same else "NO"
-    calls = {"one by one": one_by_one, "batch": batched}
+    calls = {
+        "shipped": lambda q: shipped.read(q.text, proposed[q.text]),
+        "batch": batched,
+        "one by one": lambda q: one_by_one.read(q.text, proposed[q.text]),
+    }
+    same = all(
+        [r.span for r in calls["shipped"](q)] == [r.span for r in batched(q)] for q in questions
+    )
     samples = interleaved(calls, questions, rounds=rounds)
     lat = {name: Latency.of(values) for name, values in samples.items()}
+    threads = bot.settings.threads
     report.add(
         Row(
             "1 warm query",
-            f"reader: the {n} passages retrieval proposes read one at a time (as shipped), "
-            f"{len(questions)} statement questions x{rounds}; same spans: {same_spans}",
-            f"{lat['one by one']}",
-            f"one batch padded to its longest pair {lat['batch']}",
-            ratio(lat["one by one"].p50_ms, lat["batch"].p50_ms),
+            f"reader: the {n} passages retrieval proposes read side by side, each on one of "
+            f"{threads} threads (as shipped), {len(questions)} statement questions x{rounds}; "
+            f"same spans as the batch: {'yes' if same else 'NO'}",
+            f"{lat['shipped']} (one at a time on {threads} threads: {lat['one by one']})",
+            f"one batch padded to its longest pair, on {threads} threads {lat['batch']}",
+            ratio(lat["shipped"].p50_ms, lat["batch"].p50_ms),
         )
     )
     report.details["reader_batching"] = {

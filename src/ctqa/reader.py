@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import math
-import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -156,25 +156,31 @@ def readings(
 
 class Reader:
     """The loaded reader: `read(question, passages)` gives one `Reading` per passage;
-    `calibration` turns readings into an order and an abstention (None while calibrating)."""
+    `calibration` turns readings into an order and an abstention (None while calibrating).
+    With `workers` above 1, that many passages are read at once, each by one run of the session
+    (ONNX Runtime runs one session from several threads), from a pool that every question asked
+    of this reader shares: together they read at most `workers` passages at a time."""
 
-    def __init__(self, session, tokenizer, calibration: Calibration | None = None):
+    def __init__(
+        self, session, tokenizer, calibration: Calibration | None = None, workers: int = 1
+    ):
         self.session = session
         self.tokenizer = tokenizer
         self.calibration = calibration
-        self._lock = threading.Lock()  # one session, one run at a time
+        self._pool = None
+        if workers > 1:
+            self._pool = ThreadPoolExecutor(workers, thread_name_prefix="ctqa-reader")
 
     def read(self, question: str, passages: list[str]) -> list[Reading]:
         """One `Reading` per passage. Each passage is read on its own: a batch is padded to its
         longest pair, and on a CPU reading the padding costs more than batching saves
         (`make bench` compares the two); the readings are the same."""
-        found = []
-        for text in passages:
-            pair = encode_pair(self.tokenizer, question, text)
-            with self._lock:
-                outputs = self.session.run(None, batch_arrays([pair]))
-            found.extend(readings(outputs, [pair]))
-        return found
+        pairs = [encode_pair(self.tokenizer, question, text) for text in passages]
+        runs = map(self._run, pairs) if self._pool is None else self._pool.map(self._run, pairs)
+        return [readings(outputs, [pair])[0] for pair, outputs in zip(pairs, runs, strict=True)]
+
+    def _run(self, pair: EncodedPair) -> list[np.ndarray]:
+        return self.session.run(None, batch_arrays([pair]))
 
 
 def read_record(folder: Path = MODEL_FOLDER) -> dict:
@@ -232,8 +238,10 @@ def open_session(path: Path, threads: int, shared: tuple[str, ...] | list[str] =
         raise ModelError(f"{path} cannot be loaded by onnxruntime ({exc}).") from exc
 
 
-def load_reader(threads: int, folder: Path = MODEL_FOLDER) -> Reader:
-    """The shipped reader, after checking its file against the sha256 its record pins."""
+def load_reader(threads: int, folder: Path = MODEL_FOLDER, side_by_side: bool = True) -> Reader:
+    """The shipped reader, after checking its file against the sha256 its record pins. It reads
+    `threads` passages side by side, each on one thread; with `side_by_side` off, one passage at
+    a time on `threads` threads."""
     record = read_record(folder)
     path = folder / record["file"]
     if not path.is_file():
@@ -248,7 +256,12 @@ def load_reader(threads: int, folder: Path = MODEL_FOLDER) -> Reader:
         )
     calibration = Calibration(**record["calibration"])
     shared = record.get("export", {}).get("shared", ())
-    return Reader(open_session(path, threads, shared), pair_tokenizer(), calibration)
+    # Side by side is the default: a question's few short pairs keep the cores busier that way
+    # than one run on every core does (`make bench` compares them).
+    if not side_by_side:
+        return Reader(open_session(path, threads, shared), pair_tokenizer(), calibration)
+    session = open_session(path, 1, shared)
+    return Reader(session, pair_tokenizer(), calibration, workers=threads)
 
 
 def rerank(
