@@ -45,6 +45,14 @@ def test_reading_passages_one_by_one_gives_what_a_padded_batch_gives(reader):
     assert [r.logit for r in found] == pytest.approx([r.logit for r in batched], abs=1e-3)
 
 
+def test_reading_side_by_side_gives_what_reading_one_at_a_time_gives(reader):
+    question = "Who led the French delegation?"
+    alone = load_reader(threads=2, side_by_side=False).read(question, PARAGRAPHS)
+    found = reader.read(question, PARAGRAPHS)
+    assert [r.span for r in found] == [r.span for r in alone]
+    assert [r.logit for r in found] == pytest.approx([r.logit for r in alone], abs=1e-4)
+
+
 def test_nothing_to_read_gives_nothing(reader):
     assert reader.read("Who?", []) == []
 

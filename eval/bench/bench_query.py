@@ -164,9 +164,9 @@ def warm_and_peer(
 
 
 def reader_batching(report: Report, bot, questions: list[Question], rounds: int) -> None:
-    """Section 1: how the reader reads the passages retrieval proposes for each question, as
-    shipped (side by side, each on one thread), against one padded batch on every thread (as
-    before commit 93cb315) and one passage at a time on every thread (93cb315 to its successor)."""
+    """Section 1: how the reader reads the passages retrieval proposes for each question: as
+    shipped (side by side, each on one thread), one padded batch on every thread (as before
+    commit 93cb315) and one passage at a time on every thread (commit 93cb315)."""
     from ctqa.reader import batch_arrays, encode_pair, load_reader, readings
 
     reading = like(bot, reader="on")

@@ -174,7 +174,7 @@ class Reader:
     def read(self, question: str, passages: list[str]) -> list[Reading]:
         """One `Reading` per passage. Each passage is read on its own: a batch is padded to its
         longest pair, and on a CPU reading the padding costs more than batching saves
-        (`make bench` compares the two); the readings are the same."""
+        (`make bench` compares them); the readings are the same."""
         pairs = [encode_pair(self.tokenizer, question, text) for text in passages]
         runs = map(self._run, pairs) if self._pool is None else self._pool.map(self._run, pairs)
         return [readings(outputs, [pair])[0] for pair, outputs in zip(pairs, runs, strict=True)]
