@@ -145,7 +145,8 @@ def test_page_event_returns_the_source_panel_with_the_passage_marked(client):
     assert messages[-1]["role"] == "assistant"
     assert picker["value"] == "0" and picker["choices"][0][0].startswith("1. ¶3 ·")
     assert "<mark>Mahaveer Singhvi" in panel and panel.count("<mark>") == 1
-    assert reading == "india-france-joint-working-group-on-counter-terrorism"
+    assert reading["value"] == "india-france-joint-working-group-on-counter-terrorism"
+    assert [i for _, i in reading["choices"]] == [reading["value"]]  # the statements indexed now
 
 
 def test_a_vote_on_a_reply_is_appended_to_the_feedback_file(server, client, feedback_file, bot):

@@ -4,6 +4,7 @@ import re
 import threading
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -319,3 +320,32 @@ def test_the_question_asked_is_always_searched_afresh(fake_bot, fake_encoder):
     fake_bot.answer(CHAT[0])
     fake_bot.answer(CHAT[1], history=[CHAT[0]])  # its earlier question is reused, not itself
     assert len(fake_encoder.calls) - encoded == 1 + 2
+
+
+def test_only_the_shipped_corpus_keeps_its_index_in_embeddings(tmp_path, monkeypatch):
+    from ctqa.bot import default_index_dir, own_index_dir
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    shipped, mine = Settings(), tmp_path / "mine"
+    mine.mkdir()
+    assert own_index_dir(shipped.corpus_dir, shipped) == shipped.index_dir
+    # CTQA_CORPUS_DIR alone: the shipped embeddings/ is never rebuilt with another corpus
+    assert Bot(settings=Settings(corpus_dir=mine)).index_dir == default_index_dir(mine)
+    assert own_index_dir(mine, Settings(corpus_dir=mine)) == default_index_dir(mine)
+    chosen = Settings(corpus_dir=mine, index_dir=tmp_path / "ix")  # both chosen: as chosen
+    assert Bot(settings=chosen).index_dir == tmp_path / "ix"
+    assert own_index_dir(mine, shipped) == default_index_dir(mine)
+
+
+def test_a_bot_given_only_an_index_cites_the_statements_beside_it(corpus, tmp_path, fake_encoder):
+    index = corpus.parent / "statements.index"  # beside the corpus, as embeddings/ and seeds/
+    Bot(corpus, index, encoder=fake_encoder, settings=Settings(abstain_below=0.0)).load()
+    alone = Bot(index=index, encoder=fake_encoder, settings=Settings(abstain_below=0.0))
+    cited = alone.answer("Who led the French delegation?").citations[0]
+    text = Path(cited.source).read_bytes().decode("utf-8")
+    assert text[cited.start : cited.end] == cited.text
+
+
+def test_no_history_is_kept_when_the_setting_says_none():
+    assert user_turns(["Who led?", "Where?"], 0, 1000) == []
+    assert user_turns(["Who led?", "Where?"], 1, 1000) == ["Where?"]

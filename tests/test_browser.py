@@ -426,3 +426,71 @@ def test_a_full_queue_tells_the_visitor_the_app_is_busy(browser, fake_bot):
         assert "BERTOUX" in reply
         assert watched.dialogs == [] and watched.outside == []
         page.close()
+
+
+@pytest.fixture
+def held_chat(browser, fake_bot):
+    """A page over a bot whose answers wait at a gate: (page, gate, entered)."""
+    import threading
+
+    gate, entered = threading.Event(), threading.Semaphore(0)
+    answer = fake_bot.answer
+
+    def held(*args, **kwargs):
+        entered.release()
+        gate.wait(timeout=300)
+        return answer(*args, **kwargs)
+
+    fake_bot.answer = held
+    with serving_chat(fake_bot) as url:
+        page = browser.new_page(viewport=LAPTOP)
+        watched = Watched(page)
+        page.goto(url)
+        page.wait_for_selector("#question textarea")
+        try:
+            yield page, gate, entered
+        finally:
+            gate.set()
+        assert watched.dialogs == [] and watched.outside == []
+        page.close()
+
+
+def reached(page, entered, seconds: float = 120) -> bool:
+    """Whether an answer reached the gate within `seconds`. Waits in the browser's own time:
+    the page's requests pass `Watched`'s filter only while Playwright is called."""
+    deadline = time.monotonic() + seconds
+    while not entered.acquire(blocking=False):
+        if time.monotonic() > deadline:
+            return False
+        page.wait_for_timeout(50)
+    return True
+
+
+def test_a_reply_on_its_way_when_the_chat_is_cleared_is_not_shown(held_chat):
+    page, gate, entered = held_chat
+    gate.set()
+    ask(page, "Who led the Indian delegation?")
+    gate.clear()
+    page.locator("#question textarea").fill("And the French one?")
+    page.locator("#question textarea").press("Enter")
+    assert reached(page, entered) and reached(page, entered)  # the second question, held
+    page.locator("#chat").get_by_role("button", name="Clear").click()
+    page.wait_for_function(f"() => !document.querySelector('{BOT_MESSAGES}')")
+    gate.set()
+    page.wait_for_timeout(1500)  # the held reply is done by now; it must not come back
+    assert page.locator(BOT_MESSAGES).count() == 0
+    reply, _ = ask(page, "And the French one?")
+    assert "Searched for" not in reply and page.locator(BOT_MESSAGES).count() == 1
+
+
+def test_an_example_clicked_before_the_reply_keeps_both_exchanges_in_order(held_chat):
+    page, gate, entered = held_chat
+    page.locator("#question textarea").fill("Who led the Indian delegation?")
+    page.locator("#question textarea").press("Enter")
+    assert reached(page, entered)  # the first question, held
+    page.get_by_role("button", name="Where was the meeting held?").click()
+    page.wait_for_timeout(500)  # the example's question reaches the server, and waits
+    gate.set()
+    page.wait_for_function(f"() => document.querySelectorAll('{BOT_MESSAGES}').length == 2")
+    asked = page.locator("#chat [data-testid=user]").all_inner_texts()
+    assert asked == ["Who led the Indian delegation?", "Where was the meeting held?"]

@@ -10,8 +10,8 @@ import pytest
 from conftest import ROOT, SEED
 
 
-def ctqa(*args, stdin=None, cwd=None, timeout=300):
-    env = dict(os.environ, PYTHONIOENCODING="utf-8")
+def ctqa(*args, stdin=None, cwd=None, timeout=300, **environment):
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8", **environment}
     return subprocess.run(
         [sys.executable, "-m", "ctqa", *args],
         input=stdin,
@@ -78,6 +78,7 @@ def test_ask_as_text_reads_stdin():
         (["serve", "--auth-file", "/nonexistent"], None, b"cannot read the password file"),
         (["ask", "who", "--corpus", "/nonexistent"], None, b"is not a folder of statements"),
         (["ask", "who", "--index", "/nonexistent"], None, b"no index in /nonexistent"),
+        (["eval", "--limit", "1", "--out", "README.md"], None, b"cannot write the report in"),
     ],
 )
 def test_errors_are_one_clear_line_and_a_non_zero_exit(args, stdin, message):
@@ -96,11 +97,64 @@ def test_errors_are_one_clear_line_and_a_non_zero_exit(args, stdin, message):
         (["serve", "--port", "70000"], b"'70000' is not a whole number from 1 to 65535"),
         (["serve", "--queue-size", "0"], b"'0' is not a whole number from 1 to 10000"),
         (["serve", "--concurrency", "x"], b"'x' is not a whole number from 1 to 64"),
+        (["eval", "--limit", "0"], b"'0' is not a whole number from 1"),
+        (["eval", "--limit", "-1"], b"'-1' is not a whole number from 1"),
     ],
 )
 def test_malformed_options_are_usage_errors(args, message):
     done = ctqa(*args)
     assert done.returncode == 2 and message in done.stderr and b"Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    "name, value, message",
+    [
+        ("CTQA_CANDIDATES", "0", b"candidates (CTQA_CANDIDATES) must be a whole number from 1"),
+        ("CTQA_ENCODE_BATCH_SIZE", "-1", b"must be a whole number from 1 to 4,096, not -1"),
+        ("CTQA_MAX_PASSAGE_TOKENS", "0", b"must be a whole number from 16 to 256"),
+        ("CTQA_ABSTAIN_BELOW", "nan", b"abstain_below (CTQA_ABSTAIN_BELOW) must be a finite"),
+        ("CTQA_FUSION", "abc", b"must be one of weighted, rrf, dense, lexical, not 'abc'"),
+        ("CTQA_INDEX_DIR", "", b"index_dir (CTQA_INDEX_DIR) must name a folder or file"),
+        ("CTQA_MAX_QUESTION_CHARS", "0", b"must be a whole number from 1 to 1,000,000"),
+    ],
+)
+def test_a_setting_out_of_range_is_refused_in_one_line(name, value, message):
+    done = ctqa("ask", "Who led the French delegation?", **{name: value})
+    assert done.returncode == 1 and message in done.stderr, done.stderr
+    assert done.stderr.strip().count(b"\n") == 0 and b"Traceback" not in done.stderr
+
+
+def test_a_closed_or_narrow_output_and_a_closed_input_give_no_traceback():
+    reader_gone = subprocess.Popen(
+        [sys.executable, "-m", "ctqa", "ask", "Who led the French delegation?", "--json"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    reader_gone.stdout.close()  # as `| head -c 0` would, before ctqa writes
+    assert b"Traceback" not in reader_gone.communicate(timeout=300)[1]
+    assert reader_gone.returncode == 1
+    ascii_console = ctqa("ask", "Who led the French delegation?", PYTHONIOENCODING="ascii")
+    assert ascii_console.returncode == 0, ascii_console.stderr
+    assert b"BERTOUX" in ascii_console.stdout and b"?" in ascii_console.stdout  # quotes replaced
+    closed = subprocess.run(
+        [sys.executable, "-m", "ctqa", "ask", "-"],
+        cwd=ROOT,
+        capture_output=False,
+        stdin=None,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        preexec_fn=lambda: os.close(0),
+        timeout=300,
+    )
+    assert closed.returncode == 1 and b"standard input is closed" in closed.stderr
+
+
+def test_an_index_folder_that_is_a_file_is_named_as_such(tmp_path):
+    (tmp_path / "afile").write_text("mine")
+    done = ctqa("ask", "who", "--corpus", str(SEED.parent), "--index", str(tmp_path / "afile"))
+    assert done.returncode == 1 and b"or a folder above it, is a file" in done.stderr
+    assert (tmp_path / "afile").read_text() == "mine"
 
 
 def test_a_byte_order_mark_on_stdin_is_not_part_of_the_question():

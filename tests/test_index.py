@@ -15,7 +15,7 @@ from conftest import ROOT, SEED, SEEDS, FakeEncoder, index_answers, require
 from ctqa import Bot
 from ctqa.build import build_index, ensure_index
 from ctqa.config import MODEL_DIM, MODEL_NAME, MODEL_WEIGHTS_SHA256, PROJECT_ROOT, Settings
-from ctqa.errors import IndexDamaged, IndexOutdated, IndexProblem, IndexWriteError
+from ctqa.errors import CtqaError, IndexDamaged, IndexOutdated, IndexProblem, IndexWriteError
 from ctqa.files import file_sha256
 from ctqa.manifest import (
     CURRENT,
@@ -398,6 +398,19 @@ def test_leftovers_of_interrupted_builds_are_removed(corpus, tmp_path, fake_enco
     assert visible(ix) == sorted([CURRENT, good.name, new.name])
 
 
+def test_a_build_never_removes_what_it_did_not_write(corpus, tmp_path, fake_encoder):
+    ix = tmp_path / "ix"
+    (ix / "gen-notes").mkdir(parents=True)
+    (ix / "gen-notes" / "a.md").write_text("precious")
+    (ix / ".gen-mine.tmp").write_text("mine too")
+    (ix / f".{CURRENT}.notes.tmp").write_text("and this")
+    for _ in range(3):
+        build(corpus, ix, fake_encoder)
+    assert (ix / "gen-notes" / "a.md").read_text() == "precious"
+    assert (ix / ".gen-mine.tmp").read_text() == "mine too"
+    assert (ix / f".{CURRENT}.notes.tmp").read_text() == "and this"
+
+
 def test_a_build_that_finds_the_index_fresh_under_the_lock_writes_nothing(
     corpus, tmp_path, fake_encoder
 ):
@@ -415,6 +428,36 @@ def test_failed_build_keeps_the_previous_index(corpus, tmp_path, fake_encoder):
         build(corpus, ix, fake_encoder)
     assert current_generation(ix) == good
     load_index(ix, expected(fake_encoder))
+
+
+@pytest.mark.parametrize(
+    "name, data, message",
+    [
+        ("latin1.txt", "caf\xe9\n".encode("latin-1"), "not UTF-8"),
+        (
+            os.fsdecode(b"x\xff.txt"),
+            b"A statement.\n",
+            "file name is not UTF-8 .'x\ufffd.txt'.; rename it",
+        ),
+    ],
+)
+def test_an_unreadable_statement_leaves_the_previous_index_answering(
+    corpus, tmp_path, fake_encoder, name, data, message
+):
+    ix, said = tmp_path / "ix", []
+    good = build(corpus, ix, fake_encoder)
+    (corpus / name).write_bytes(data)
+    with pytest.raises(CtqaError, match=message):
+        build(corpus, ix, fake_encoder)
+    index = ensure_index(corpus, ix, lambda: fake_encoder, ANSWER_ALL, COUNT, log=said.append)
+    assert index.folder == good
+    assert (
+        "Answering from the previous index meanwhile" in said[-1] and message.split()[0] in said[-1]
+    )
+    bot = Bot(corpus=corpus, index=ix, encoder=fake_encoder, settings=ANSWER_ALL, log=said.append)
+    assert bot.answer("Who led the French delegation?").citations
+    with pytest.raises(CtqaError, match=message):  # no previous index: the cause is told
+        ensure_index(corpus, tmp_path / "new", lambda: fake_encoder, ANSWER_ALL, COUNT)
 
 
 # ---- incremental builds ------------------------------------------------------------------------

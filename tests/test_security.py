@@ -453,7 +453,10 @@ def test_auth_file_lines_become_logins(tmp_path):
 
     good = tmp_path / "logins"
     good.write_text("# shared server\nalice:s3cret:with:colons\n\n bob : pw \n", encoding="utf-8")
-    assert read_auth_file(good) == [("alice", "s3cret:with:colons"), ("bob", " pw")]
+    assert read_auth_file(good) == [("alice", "s3cret:with:colons"), ("bob", " pw ")]
+    notepad = tmp_path / "notepad"  # Windows editors start a UTF-8 file with a byte-order mark
+    notepad.write_bytes("user:pw\r\n".encode("utf-8-sig"))
+    assert read_auth_file(notepad) == [("user", "pw")]
     for text, message in [("alice\n", "line 1: write it as user:password"), ("# none\n", "no")]:
         bad = tmp_path / "bad"
         bad.write_text(text, encoding="utf-8")

@@ -11,7 +11,7 @@ is served, in server.py.
 
 from types import SimpleNamespace
 
-from .chat import ChatService, citation_radio
+from .chat import ChatService, citation_radio, document_choices
 from .config import CONCURRENCY, QUEUE_SIZE
 from .gradio_setup import gr
 from .source_panel import SOURCE_CSS, SOURCE_JS
@@ -65,6 +65,13 @@ def build_app(bot, queue_size: int = QUEUE_SIZE, concurrency: int = CONCURRENCY)
                 sources = _sources_column(service)
         _wire(service, chat, sources)
         gr.api(service.api_chat, api_name="chat", concurrency_id=ANSWERING)
+        # A page opened after `ctqa index` switched in a new generation lists its statements.
+        app.load(
+            service.statement_lists,
+            None,
+            [chat.filter, sources.reading, sources.panel],
+            api_visibility="private",
+        )
     app.queue(max_size=queue_size, default_concurrency_limit=concurrency)
     return app
 
@@ -100,7 +107,7 @@ def _chat_column(service: ChatService) -> SimpleNamespace:
         1, service.settings.max_k, value=3, step=1, label="Passages to cite", elem_id="k"
     )
     ui.filter = gr.CheckboxGroup(
-        _document_choices(documents),
+        document_choices(documents),
         label="Search only these statements (none ticked: all)",
         visible=len(documents) > 1,
         elem_id="filter",
@@ -112,7 +119,7 @@ def _sources_column(service: ChatService) -> SimpleNamespace:
     """The citation picker, the statement chooser and the statement itself."""
     first = next(iter(service.documents))
     gr.Markdown("### Sources")
-    ui = SimpleNamespace(last=gr.State(None), first=first)
+    ui = SimpleNamespace(last=gr.State(None))
     ui.picked = gr.Radio(
         [],
         label="Passages cited in the last reply",
@@ -120,7 +127,7 @@ def _sources_column(service: ChatService) -> SimpleNamespace:
         elem_id="citations",
     )
     ui.reading = gr.Dropdown(
-        _document_choices(service.documents),
+        document_choices(service.documents),
         value=first,
         label="Read a statement",
         elem_id="reading",
@@ -133,10 +140,6 @@ def _sources_column(service: ChatService) -> SimpleNamespace:
         elem_id="source",
     )
     return ui
-
-
-def _document_choices(documents: dict) -> list[tuple[str, str]]:
-    return [(d.title + (f" ({d.date})" if d.date else ""), d.id) for d in documents.values()]
 
 
 def _wire(service: ChatService, chat: SimpleNamespace, sources: SimpleNamespace) -> None:
@@ -157,11 +160,13 @@ def _wire(service: ChatService, chat: SimpleNamespace, sources: SimpleNamespace)
         concurrency_id=ANSWERING,
         show_progress_on=[chat.chatbot],  # a busy or failed ask marks the conversation only
     )
+    asks = []
     for event, name in (
         (chat.question.submit, "ask"),
         (chat.examples.load_input_event.then, "ask_example"),
     ):
-        event(**ask, api_name=name).then(None, js=SCROLL_TO_REPLY_JS)
+        asks.append(event(**ask, api_name=name))
+        asks[-1].then(None, js=SCROLL_TO_REPLY_JS)
     sources.picked.input(
         service.pick_citation,
         [sources.picked, sources.last],
@@ -174,9 +179,16 @@ def _wire(service: ChatService, chat: SimpleNamespace, sources: SimpleNamespace)
     chat.chatbot.like(
         service.vote, [chat.turns], None, api_name="vote", api_visibility="undocumented"
     )
+
+    def cleared(request: gr.Request):
+        service.clear(request)
+        _, reading, panel = service.statement_lists()
+        return [], None, citation_radio(None), panel, reading
+
     chat.chatbot.clear(
-        lambda: ([], None, citation_radio(None), service.statement(sources.first), sources.first),
+        cleared,
         None,
         [chat.turns, sources.last, sources.picked, sources.panel, sources.reading],
         api_visibility="private",
+        cancels=asks,  # a reply still on its way is not shown in the emptied chat
     )

@@ -30,6 +30,30 @@ def default_index_dir(corpus: Path) -> Path:
     return base / f"{corpus.resolve().name}-{digest}"
 
 
+def own_index_dir(corpus: Path, settings: Settings) -> Path:
+    """The index folder of `corpus` when none is given: the settings' index folder for the
+    settings' corpus, except that the shipped `embeddings/` only ever holds the shipped
+    `seeds/` (so `CTQA_CORPUS_DIR` alone never rebuilds it with another corpus); a user cache
+    folder otherwise."""
+    shipped = Settings()
+    if corpus.resolve() != Path(settings.corpus_dir).resolve():
+        return default_index_dir(corpus)
+    if Path(settings.index_dir).resolve() != Path(shipped.index_dir).resolve():
+        return Path(settings.index_dir)
+    if corpus.resolve() == Path(shipped.corpus_dir).resolve():
+        return Path(settings.index_dir)
+    return default_index_dir(corpus)
+
+
+def corpus_beside(index) -> Path:
+    """The corpus folder of a loaded index opened without one: the folder of the name its
+    manifest records, beside the index folder (as `seeds/` is beside `embeddings/`) when it
+    is there, else that name as it is."""
+    name = Path(index.manifest.get("corpus", ""))
+    beside = Path(index.folder).resolve().parent.parent / name
+    return beside if beside.is_dir() else name
+
+
 class Bot:
     """Answers questions from a corpus of statements, citing them.
 
@@ -53,11 +77,10 @@ class Bot:
     ):
         self.settings = settings or Settings.from_env()
         if corpus is None and index is None:
-            corpus, index = self.settings.corpus_dir, self.settings.index_dir
+            corpus = self.settings.corpus_dir
         self.corpus = Path(corpus) if corpus is not None else None
-        if index is None:  # the default corpus keeps its index in embeddings/
-            default = self.corpus.resolve() == Path(self.settings.corpus_dir).resolve()
-            index = self.settings.index_dir if default else default_index_dir(self.corpus)
+        if index is None:
+            index = own_index_dir(self.corpus, self.settings)
         self.index_dir = Path(index)
         self._encoder = encoder
         self._reader = reader
@@ -184,7 +207,7 @@ class Bot:
         """A ranked passage as a `Citation`; with the reader's `reading`, the answering sentence
         is the one holding its answer span."""
         doc = index.documents[hit.passage.doc_id]
-        folder = self.corpus if self.corpus is not None else Path(index.manifest.get("corpus", ""))
+        folder = self.corpus if self.corpus is not None else corpus_beside(index)
         p = hit.passage
         sentence, answer = (hit.sentence.start, hit.sentence.end), None
         if reading is not None:

@@ -14,7 +14,7 @@ import numpy as np
 from .chunking import Passage, chunk_documents
 from .config import Settings
 from .corpus import load_corpus, statement_paths
-from .errors import IndexProblem, IndexWriteError
+from .errors import CorpusError, CtqaError, IndexProblem, IndexWriteError
 from .generations import (
     build_lock,
     current_name,
@@ -174,16 +174,21 @@ def ensure_index(
                     progress,
                     only_if_stale=True,
                 )
-            except IndexWriteError as exc:
+            except (IndexWriteError, CorpusError) as exc:
                 return _previous_or_raise(index_dir, expected, exc, status, log)
     return load_index(index_dir, expected)
 
 
-def _previous_or_raise(index_dir, expected, exc: IndexWriteError, status, log) -> Index:
+def _previous_or_raise(index_dir, expected, exc: CtqaError, status, log) -> Index:
+    """The previous index when the rebuild failed (it cannot be written, or a statement
+    cannot be read) and that index still matches the settings; else the failure."""
     try:
         index = load_index(index_dir, expected)
     except IndexProblem:
         raise exc from None
     if log:
-        log(f"ctqa: warning: {exc} Answering from it meanwhile; it misses: {status.reason}.")
+        log(
+            f"ctqa: warning: {exc} Answering from the previous index meanwhile; "
+            f"it misses: {status.reason}."
+        )
     return index

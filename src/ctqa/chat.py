@@ -3,7 +3,10 @@ conversation's own history, show a cited passage in its statement, record votes.
 `render.reply` with the answering sentence marked by `<mark>`: the same words the CLI prints.
 """
 
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 from .errors import BadQuestion
 from .feedback import FeedbackLog, Turn
@@ -46,6 +49,46 @@ def citation_choices(answer: Answer) -> list[tuple[str, str]]:
     ]
 
 
+@dataclass
+class PageConversation:
+    """One page's conversation as the server last answered it: the chat's messages and their
+    records. A page's questions are answered one at a time, each after the ones before it
+    (`lock`), and a clear (`cleared`, counted) drops the replies still on their way."""
+
+    messages: list = field(default_factory=list)
+    turns: list = field(default_factory=list)
+    cleared: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class PageConversations:
+    """The conversations of the pages that asked most recently, by Gradio session (at most
+    `size`: a page forgotten here starts again from what it shows)."""
+
+    def __init__(self, size: int = 4096):
+        self.size = size
+        self._pages: OrderedDict[str, PageConversation] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def of(self, session: str) -> tuple[PageConversation, bool]:
+        """The page's conversation, and whether it is new here."""
+        with self._lock:
+            page = self._pages.get(session)
+            new = page is None
+            if new:
+                page = self._pages[session] = PageConversation()
+            self._pages.move_to_end(session)
+            while len(self._pages) > self.size:
+                self._pages.popitem(last=False)
+            return page, new
+
+    def clear(self, session: str) -> None:
+        page, _ = self.of(session)
+        with self._lock:
+            page.cleared += 1
+            page.messages, page.turns = [], []
+
+
 class ChatService:
     """What the page and the API do with a bot: answer, show sources, record votes."""
 
@@ -54,6 +97,7 @@ class ChatService:
         self.settings = bot.settings
         bot.load()  # noqa: B018 -- loads the model and the index before the first question
         self.feedback = FeedbackLog(self.settings.feedback_file)
+        self.pages = PageConversations()
 
     @property
     def documents(self) -> dict:
@@ -105,8 +149,17 @@ class ChatService:
             return problem_markdown(exc)
 
     def statement(self, doc_id: str | None, citation: Citation | None = None, nearest=False):
-        """The source panel for `doc_id` (the first statement when unknown)."""
-        doc = self.documents.get(doc_id) or next(iter(self.documents.values()))
+        """The source panel for `doc_id` in the index in use; a statement that has left it
+        shows the first one instead, and a citation of a statement that changed since its
+        reply is not marked in the new text, each with a note saying so."""
+        documents = self.documents
+        doc = documents.get(doc_id)
+        if doc is None:
+            doc = next(iter(documents.values()))
+            if doc_id is not None:
+                return source_html(doc, None, "that statement is no longer indexed; the first")
+        if citation is not None and doc.text[citation.start : citation.end] != citation.text:
+            return source_html(doc, None, "the statement changed since that reply; ask again")
         if citation is None:
             note = "the whole statement"
         elif nearest:
@@ -115,8 +168,52 @@ class ChatService:
             note = "passage cited"
         return source_html(doc, citation, note, nearest)
 
-    def respond(self, question, messages, k, documents, turns):
-        """One exchange on the page: the updated chat, its records and the source panel."""
+    def statement_lists(self):
+        """The page's statement lists as the index in use has them (a page opened after
+        `ctqa index` lists the statements indexed since), and the first statement shown."""
+        documents = self.documents
+        choices = document_choices(documents)
+        first = next(iter(documents))
+        return (
+            gr.CheckboxGroup(choices=choices, value=[], visible=len(documents) > 1),
+            gr.Dropdown(choices=choices, value=first),
+            self.statement(first),
+        )
+
+    def reading(self, doc_id: str):
+        """The statement chooser showing `doc_id`, with the statements indexed now."""
+        return gr.Dropdown(choices=document_choices(self.documents), value=doc_id)
+
+    def respond(self, question, messages, k, documents, turns, request: gr.Request = None):
+        """One exchange on the page: the updated chat, its records and the source panel.
+
+        A page's questions are answered in the order asked, each after the exchanges before
+        it, whatever the page held when it was asked (a question typed, then an example
+        clicked before the reply); the reply to a question asked before the chat was cleared
+        is dropped (nothing changes)."""
+        session = getattr(request, "session_hash", None)
+        if session is None:  # called directly, not by the page
+            return self._exchange(question, messages, k, documents, turns)
+        page, new = self.pages.of(session)
+        with page.lock:
+            if new:  # this server has not seen the page (or forgot it): it starts from it
+                page.messages, page.turns = list(messages or []), list(turns or [])
+            elif len(messages or []) > len(page.messages):
+                return (gr.skip(),) * 7  # asked before a clear: the page is empty now
+            cleared = page.cleared
+            found = self._exchange(question, page.messages, k, documents, page.turns)
+            if page.cleared != cleared:
+                return (gr.skip(),) * 7
+            page.messages, page.turns = found[1], found[2]
+            return found
+
+    def clear(self, request: gr.Request = None):
+        """The chat was cleared: forget its conversation; replies on their way are dropped."""
+        session = getattr(request, "session_hash", None)
+        if session is not None:
+            self.pages.clear(session)
+
+    def _exchange(self, question, messages, k, documents, turns):
         messages, turns = list(messages or []), list(turns or [])
         shown = [_msg("user", question_markdown(question))]
         try:
@@ -132,7 +229,7 @@ class ChatService:
         if not cited:
             return "", messages, [*turns, turn], turn, radio, gr.skip(), gr.skip()
         panel = self.statement(cited[0].doc_id, cited[0], answer.abstained)
-        return "", messages, [*turns, turn], turn, radio, panel, cited[0].doc_id
+        return "", messages, [*turns, turn], turn, radio, panel, self.reading(cited[0].doc_id)
 
     def pick_citation(self, choice, last: Turn | None):
         """Show the chosen citation of the last reply in its statement."""
@@ -140,7 +237,7 @@ class ChatService:
             c = last.citations[int(choice)]
         except (AttributeError, TypeError, ValueError, IndexError):
             return gr.skip(), gr.skip()
-        return self.statement(c.doc_id, c, last.abstained), c.doc_id
+        return self.statement(c.doc_id, c, last.abstained), self.reading(c.doc_id)
 
     def read(self, doc_id):
         """Show a whole statement, nothing highlighted."""
@@ -154,6 +251,11 @@ class ChatService:
             return
         vote = {True: "up", False: "down"}.get(data.liked, str(data.liked))
         self.feedback.record(turn, vote)
+
+
+def document_choices(documents: dict) -> list[tuple[str, str]]:
+    """(label, id) of each statement, for the page's lists."""
+    return [(d.title + (f" ({d.date})" if d.date else ""), d.id) for d in documents.values()]
 
 
 def citation_radio(answer: Answer | None):

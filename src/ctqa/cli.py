@@ -28,6 +28,10 @@ def cmd_ask(args) -> int:
     bot = _bot(args)
     question = args.question
     if question == "-":
+        if sys.stdin is None:
+            raise BadQuestion(
+                "standard input is closed; pipe the question in, or pass it as an argument."
+            )
         question = read_question(sys.stdin.buffer, bot.settings.max_question_chars)
     answer = bot.answer(question, history=args.after or None, k=args.k)
     if args.json:
@@ -167,7 +171,22 @@ def cmd_eval(args) -> int:
     """
     from .eval_report import run_eval
 
+    writable_folder(args.out)  # before the eval's minutes, not after
     return run_eval(args.set, args.compare, args.limit, args.index_root, args.out)
+
+
+def writable_folder(folder: Path) -> None:
+    """`CtqaError` unless `folder` is, or can be made, a folder this process can write in."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".ctqa-write-check-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise CtqaError(
+            f"cannot write the report in {folder} ({exc.strerror or exc}); pass --out a "
+            "folder you can write in."
+        ) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -245,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
         "eval", help="run the eval question sets", description=cmd_eval.__doc__
     )
     ev.add_argument("--set", choices=("statement", "squad", "all"), default="statement")
-    ev.add_argument("--limit", type=int, help="at most this many questions per file")
+    ev.add_argument("--limit", type=_count(1, 10**9), help="at most this many questions per file")
     ev.add_argument(
         "--compare",
         action="store_true",
@@ -258,6 +277,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # A console that cannot show a character (an ASCII or Latin-1 one) gets a "?" for it
+    # rather than a traceback; the --json output stays valid JSON either way.
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="replace")
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
@@ -267,6 +291,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ctqa: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of the output went away (`ctqa ask ... | head -1`)
+        # Python flushes stdout again at exit; point it at nothing so that is quiet too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -102,6 +103,21 @@ class Settings:
     # "auto": ONNX Runtime, with PyTorch as the fallback; "onnx" or "torch" to force one.
     encoder_backend: str = "auto"
 
+    def __post_init__(self):
+        for name, (low, high) in LIMITS.items():
+            value = getattr(self, name)
+            if not low <= value <= high:
+                bound = f"from {low:,} to {high:,}" if high < INFINITE else f"at least {low:,}"
+                _refuse(name, value, f"must be a whole number {bound}")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                _refuse(f.name, value, "must be a finite number")
+            if f.name in CHOICES and value not in CHOICES[f.name]:
+                _refuse(f.name, value, f"must be one of {', '.join(CHOICES[f.name])}")
+            if isinstance(value, Path) and str(value) in ("", "."):
+                _refuse(f.name, value, "must name a folder or file")
+
     @classmethod
     def from_env(cls, **overrides) -> Settings:
         """Defaults, then `CTQA_*` environment variables, then explicit keyword overrides."""
@@ -112,6 +128,8 @@ class Settings:
                 continue
             default = getattr(cls(), f.name)
             kind = Path if isinstance(default, Path) else type(default)
+            if kind is Path and not raw.strip():
+                _refuse(f.name, raw, "must name a folder or file")
             try:
                 values[f.name] = kind(raw)
             except ValueError as exc:
@@ -126,6 +144,26 @@ class Settings:
             if key in values:
                 values[key] = Path(values[key])
         return dataclasses.replace(cls(), **values)
+
+
+INFINITE = 2**63
+# Whole-number settings and their ranges; the others are checked to be finite.
+LIMITS = {
+    "max_question_chars": (1, 1_000_000),
+    "max_history_turns": (0, INFINITE),
+    "recent_searches": (0, INFINITE),
+    "max_k": (1, 1_000),
+    "max_passage_tokens": (16, 256),  # MiniLM reads at most 256 word pieces
+    "encode_batch_size": (1, 4_096),
+    "candidates": (1, 100_000),
+}
+CHOICES = {"fusion": ("weighted", "rrf", "dense", "lexical")}
+
+
+def _refuse(name: str, value, rule: str):
+    from .errors import CtqaError
+
+    raise CtqaError(f"{name} (CTQA_{name.upper()}) {rule}, not {value!r}; fix or unset it.")
 
 
 def passive_openmp() -> None:

@@ -91,6 +91,13 @@ def load_corpus(folder: Path) -> list[Document]:
     documents = []
     for path in statement_paths(folder):
         try:
+            path.name.encode("utf-8")
+        except UnicodeEncodeError:  # bytes that are not UTF-8, kept by Python as surrogates
+            shown = path.name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            raise CorpusError(
+                f"{folder} holds a statement whose file name is not UTF-8 ({shown!r}); rename it."
+            ) from None
+        try:
             data = path.read_bytes()
         except OSError as exc:
             raise CorpusError(f"{path} cannot be read ({exc.strerror}); check it.") from None

@@ -14,6 +14,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import re
 import shutil
 import time
 import uuid
@@ -23,6 +24,12 @@ from .errors import IndexProblem, IndexWriteError
 from .files import fsync_dir, fsync_tree, write_synced
 from .manifest import CURRENT, current_generation
 from .store import write_generation
+
+# The names a build gives what it writes (`write_and_switch`): only these are ever removed, so a
+# folder of the user's that happens to start with "gen-" is never touched.
+GENERATION_NAME = re.compile(r"gen-\d{8}T\d{6}-[0-9a-f]{8}")
+STAGING_NAME = re.compile(rf"\.{GENERATION_NAME.pattern}\.tmp")
+POINTER_NAME = re.compile(rf"\.{CURRENT}\.[0-9a-f]{{8}}\.tmp")
 
 
 @contextlib.contextmanager
@@ -76,7 +83,10 @@ def write_and_switch(index_dir, documents, contents, shaping, corpus_dir, previo
 
 def write_failure(index_dir: Path, exc: OSError, previous: object) -> str:
     """One sentence: what stopped the build, what to do, and what still serves."""
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+    if index_dir.exists() and not index_dir.is_dir() or exc.errno == errno.ENOTDIR:
+        cause = "it, or a folder above it, is a file"
+        fix = "pass --index a folder (new or an index's)"
+    elif exc.errno in (errno.ENOSPC, errno.EDQUOT):
         cause, fix = "the disk is full", "free disk space"
     elif exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         cause = "the folder is read-only"
@@ -96,9 +106,9 @@ def remove_leftovers(index_dir: Path) -> None:
     """Remove what interrupted builds left: temporary generations and pointer files. Runs
     under the build lock, so no build is writing them."""
     for path in index_dir.iterdir():
-        if path.name.startswith(".gen-") and path.name.endswith(".tmp"):
+        if STAGING_NAME.fullmatch(path.name) and path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)
-        elif path.name.startswith(f".{CURRENT}.") and path.name.endswith(".tmp"):
+        elif POINTER_NAME.fullmatch(path.name) and not path.is_dir():
             with contextlib.suppress(OSError):
                 path.unlink()
 
@@ -108,5 +118,10 @@ def remove_old_generations(index_dir: Path, keep: set[str | None]) -> None:
     may have just read its name) and leftovers of interrupted builds."""
     remove_leftovers(index_dir)
     for path in index_dir.iterdir():
-        if path.name.startswith("gen-") and path.name not in keep and path.is_dir():
+        if (
+            GENERATION_NAME.fullmatch(path.name)
+            and path.name not in keep
+            and path.is_dir()
+            and not path.is_symlink()
+        ):
             shutil.rmtree(path, ignore_errors=True)

@@ -48,7 +48,7 @@ def check_k(k: object, limit: int) -> int:
 def user_turns(history: object, limit: int, max_chars: int) -> list[str]:
     """The user's earlier questions from `history` (strings, or chat messages with `role` and
     `content`), oldest first, at most the last `limit`."""
-    if history is None:
+    if history is None or limit == 0:
         return []
     if isinstance(history, (str, bytes)) or not isinstance(history, (list, tuple)):
         raise BadQuestion(

@@ -16,17 +16,18 @@ MAX_BODY_BYTES = 4 * 2**20
 
 
 def read_auth_file(path: Path) -> list[tuple[str, str]]:
-    """`user:password` lines of `path` (blank lines and `#` comments skipped) as login pairs."""
+    """`user:password` lines of `path` (blank lines and `#` comments skipped) as login pairs.
+    The password is taken as written, spaces included; a byte-order mark (as Windows editors
+    write) is not part of the first user name."""
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        lines = Path(path).read_text(encoding="utf-8-sig").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise CtqaError(f"cannot read the password file {path} ({exc}).") from None
     pairs = []
     for number, line in enumerate(lines, 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
+        if not line.strip() or line.lstrip().startswith("#"):
             continue
-        user, sep, password = line.partition(":")
+        user, sep, password = line.lstrip().partition(":")
         if not sep or not user.strip() or not password:
             raise CtqaError(f"{path}, line {number}: write it as user:password.")
         pairs.append((user.strip(), password))

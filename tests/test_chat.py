@@ -1,0 +1,111 @@
+"""A page's conversation on the server: questions answered in the order asked, a clear that
+drops the replies still on their way, statement lists that follow the index (fake encoder)."""
+
+from types import SimpleNamespace
+
+import pytest
+
+from ctqa.build import build_index
+from ctqa.chat import ChatService, PageConversations
+from ctqa.gradio_setup import gr
+from ctqa.minilm import token_counter
+
+INDIAN = "Who led the Indian delegation?"
+FRENCH = "And the French one?"
+SKIPPED = (gr.skip(),) * 7
+
+
+@pytest.fixture
+def service(fake_bot):
+    return ChatService(fake_bot)
+
+
+def page(name="page-1"):
+    return SimpleNamespace(session_hash=name)
+
+
+def asked(messages) -> list[str]:
+    return [m["content"] for m in messages if m["role"] == "user"]
+
+
+def test_a_question_asked_before_a_clear_is_dropped_when_its_reply_comes(service):
+    _, shown, turns, *_ = service.respond(INDIAN, [], 3, [], [], page())
+    service.clear(page())
+    # the page sent what it showed before the clear; the reply comes after it
+    assert service.respond(FRENCH, shown, 3, [], turns, page()) == SKIPPED
+    _, fresh, turns, *_ = service.respond(FRENCH, [], 3, [], [], page())
+    assert asked(fresh) == [FRENCH] and [t.question for t in turns] == [FRENCH]
+
+
+def test_a_clear_while_the_question_is_answered_drops_its_reply(service, monkeypatch):
+    _, shown, turns, *_ = service.respond(INDIAN, [], 3, [], [], page())
+    answer = service.bot.answer
+
+    def cleared_meanwhile(*args, **kwargs):
+        service.clear(page())
+        return answer(*args, **kwargs)
+
+    monkeypatch.setattr(service.bot, "answer", cleared_meanwhile)
+    assert service.respond(FRENCH, shown, 3, [], turns, page()) == SKIPPED
+    assert service.pages.of("page-1")[0].messages == []
+
+
+def test_questions_asked_before_a_reply_each_follow_the_ones_before(service, monkeypatch):
+    histories, answer = [], service.bot.answer
+
+    def spied(question, history=None, **kwargs):
+        histories.append(list(history or []))
+        return answer(question, history=history, **kwargs)
+
+    monkeypatch.setattr(service.bot, "answer", spied)
+    service.respond(INDIAN, [], 3, [], [], page())
+    # an example clicked before the first reply: the page still showed an empty chat
+    _, shown, turns, *_ = service.respond(FRENCH, [], 3, [], [], page())
+    assert asked(shown) == [INDIAN, FRENCH]
+    assert [t.message for t in turns] == [1, 3]  # each reply where the chat shows it
+    assert histories == [[], [INDIAN]]  # the second follows the first
+
+
+def test_each_page_has_its_own_conversation_and_a_forgotten_page_keeps_what_it_shows(service):
+    _, mine, turns, *_ = service.respond(INDIAN, [], 3, [], [], page("a"))
+    _, theirs, *_ = service.respond(FRENCH, [], 3, [], [], page("b"))
+    assert asked(theirs) == [FRENCH]
+    service.pages = PageConversations(size=1)  # as if page "a" had been forgotten
+    _, again, *_ = service.respond(FRENCH, mine, 3, [], turns, page("a"))
+    assert asked(again) == [INDIAN, FRENCH]
+
+
+def test_called_without_a_page_it_answers_from_what_it_is_given(service):
+    _, shown, turns, *_ = service.respond(INDIAN, [], 3, [], [])
+    _, again, *_ = service.respond(FRENCH, [], 3, [], [])
+    assert asked(again) == [FRENCH]
+
+
+def reindex(service, corpus, encoder):
+    """What `ctqa index` does beside the running page."""
+    build_index(corpus, service.bot.index_dir, encoder, service.settings, token_counter())
+
+
+def test_the_statement_lists_follow_the_index_in_use(service, corpus, fake_encoder):
+    filter_, reading, panel = service.statement_lists()
+    ids = [i for _, i in reading.constructor_args["choices"]]
+    assert ids == sorted(service.documents) and filter_.constructor_args["visible"] is True
+    assert reading.constructor_args["value"] == ids[0] and "<h3>" in panel
+    (corpus / "space-cooperation.txt").unlink()
+    reindex(service, corpus, fake_encoder)
+    _, reading, _ = service.statement_lists()
+    assert [i for _, i in reading.constructor_args["choices"]] == [
+        "india-france-joint-working-group-on-counter-terrorism"
+    ]
+    assert "no longer indexed" in service.statement("space-cooperation")
+
+
+def test_a_citation_of_a_statement_changed_since_is_not_marked_in_the_new_text(
+    service, corpus, fake_encoder
+):
+    cited = service.bot.answer(INDIAN).citations[0]
+    seed = corpus / f"{cited.doc_id}.txt"
+    seed.write_text(seed.read_text(encoding="utf-8").replace("Mahaveer", "M."), encoding="utf-8")
+    reindex(service, corpus, fake_encoder)
+    panel = service.statement(cited.doc_id, cited)
+    assert "changed since that reply" in panel and "<mark>" not in panel
