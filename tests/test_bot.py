@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from ctqa import Answer, BadQuestion, Bot, Citation, Settings
+from ctqa.errors import CtqaError
 from ctqa.questions import clean_question, user_turns
 from ctqa.render import escape_markdown
 
@@ -125,6 +126,29 @@ def test_the_bot_builds_its_index_on_first_use_and_reuses_it(corpus, tmp_path, f
     again = Bot(corpus=corpus, index=tmp_path / "ix", encoder=fake_encoder, log=lambda m: None)
     again.answer("satellite launch")
     assert len(fake_encoder.calls) == calls + 1  # only the question was encoded
+
+
+@pytest.mark.parametrize(
+    "given, message",
+    [
+        ({"threads": 100_000}, "threads .CTQA_THREADS. must be a whole number from 1 to 256"),
+        ({"threads": -3}, "not -3"),
+        ({"nprobe_units": 0}, "nprobe_units"),
+        ({"weight_dense": float("inf")}, "weight_dense .CTQA_WEIGHT_DENSE. must be a finite"),
+        ({"follow_bias": float("nan")}, "must be a finite number"),
+        ({"abstain_below": float("nan")}, "must be a finite number"),
+        ({"max_history_turns": 10**20}, "from 0 to 1,000,000, not 1"),
+        ({"fusion": "best"}, "must be one of weighted, rrf, dense, lexical, not 'best'"),
+    ],
+)
+def test_settings_out_of_range_are_refused_saying_which_and_what_it_takes(given, message):
+    with pytest.raises(CtqaError, match=message):
+        Settings(**given)
+
+
+def test_thresholds_may_be_infinite_and_folders_relative():
+    Settings(abstain_below=float("-inf"), agreement_cosine=float("inf"))  # never abstain, agree
+    assert Settings(corpus_dir=Path("."), index_dir=Path("ix")).corpus_dir == Path(".")
 
 
 def test_settings_from_environment(monkeypatch):
@@ -344,6 +368,21 @@ def test_a_bot_given_only_an_index_cites_the_statements_beside_it(corpus, tmp_pa
     cited = alone.answer("Who led the French delegation?").citations[0]
     text = Path(cited.source).read_bytes().decode("utf-8")
     assert text[cited.start : cited.end] == cited.text
+
+
+def test_an_index_built_from_dot_or_opened_through_a_link_cites_existing_files(
+    corpus, tmp_path, fake_encoder, monkeypatch
+):
+    settings = Settings(abstain_below=0.0)
+    monkeypatch.chdir(corpus)  # `ctqa index --corpus . --index ...` from inside the corpus
+    Bot(".", corpus.parent / "built", encoder=fake_encoder, settings=settings).load()
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    (corpus.parent / "linked").symlink_to(corpus.parent / "built")
+    for index in ("built", "linked"):
+        alone = Bot(index=corpus.parent / index, encoder=fake_encoder, settings=settings)
+        cited = alone.answer("Who led the French delegation?").citations[0]
+        assert Path(cited.source).is_absolute() and Path(cited.source).parent == corpus
 
 
 def test_no_history_is_kept_when_the_setting_says_none():

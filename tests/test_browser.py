@@ -494,3 +494,58 @@ def test_an_example_clicked_before_the_reply_keeps_both_exchanges_in_order(held_
     page.wait_for_function(f"() => document.querySelectorAll('{BOT_MESSAGES}').length == 2")
     asked = page.locator("#chat [data-testid=user]").all_inner_texts()
     assert asked == ["Who led the Indian delegation?", "Where was the meeting held?"]
+
+
+def test_a_full_queue_still_opens_the_page_and_clears_a_chat(browser, fake_bot):
+    import threading
+
+    from gradio_client import Client
+
+    from ctqa.app import build_app
+
+    gate, entered = threading.Event(), threading.Semaphore(0)
+    answer = fake_bot.answer
+
+    def held(*args, **kwargs):
+        entered.release()
+        gate.wait(timeout=300)
+        return answer(*args, **kwargs)
+
+    fake_bot.answer = held
+    app = build_app(fake_bot, queue_size=1, concurrency=1)
+    with serving_chat(fake_bot, app) as url:
+        page = browser.new_page(viewport=LAPTOP)
+        watched = Watched(page)
+        page.goto(url)
+        page.wait_for_selector("#question textarea")
+        jobs = []
+        try:
+            gate.set()
+            ask(page, "Who led the Indian delegation?")
+            assert entered.acquire(blocking=False)  # that answer passed the gate
+            gate.clear()
+            other = Client(url, verbose=False, analytics_enabled=False)
+            jobs.append(other.submit("Where was the meeting held?", api_name="/chat"))
+            assert reached(page, entered, seconds=120)  # held, answering
+            jobs.append(other.submit("Where was the meeting held?", api_name="/chat"))
+            deadline = time.monotonic() + 120
+            while len(app._queue) < 1:  # and one waiting: the queue is full
+                assert time.monotonic() < deadline, "the second question never queued"
+                page.wait_for_timeout(50)
+            late = browser.new_page(viewport=LAPTOP)
+            late_watched = Watched(late)
+            late.goto(url)
+            late.wait_for_selector("#source .statement")
+            page.locator("#chat").get_by_role("button", name="Clear").click()
+            page.wait_for_function(f"() => !document.querySelector('{BOT_MESSAGES}')")
+            page.wait_for_timeout(500)
+            busy = "This application is currently busy"
+            assert late.get_by_text(busy).count() == 0 and page.get_by_text(busy).count() == 0
+        finally:
+            gate.set()
+        assert all("in Paris yesterday" in job.result(timeout=120) for job in jobs)
+        reply, _ = ask(page, "And the French one?")
+        assert "Searched for" not in reply  # the clear was heard: nothing before it to lean on
+        assert watched.dialogs == [] and watched.outside == [] and late_watched.outside == []
+        late.close()
+        page.close()

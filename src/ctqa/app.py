@@ -66,11 +66,13 @@ def build_app(bot, queue_size: int = QUEUE_SIZE, concurrency: int = CONCURRENCY)
         _wire(service, chat, sources)
         gr.api(service.api_chat, api_name="chat", concurrency_id=ANSWERING)
         # A page opened after `ctqa index` switched in a new generation lists its statements.
+        # Outside the queue: a busy app still opens its page (and clears a chat) at once.
         app.load(
             service.statement_lists,
             None,
             [chat.filter, sources.reading, sources.panel],
             api_visibility="private",
+            queue=False,
         )
     app.queue(max_size=queue_size, default_concurrency_limit=concurrency)
     return app
@@ -190,5 +192,6 @@ def _wire(service: ChatService, chat: SimpleNamespace, sources: SimpleNamespace)
         None,
         [chat.turns, sources.last, sources.picked, sources.panel, sources.reading],
         api_visibility="private",
+        queue=False,
         cancels=asks,  # a reply still on its way is not shown in the emptied chat
     )

@@ -50,8 +50,13 @@ def corpus_beside(index) -> Path:
     manifest records, beside the index folder (as `seeds/` is beside `embeddings/`) when it
     is there, else that name as it is."""
     name = Path(index.manifest.get("corpus", ""))
-    beside = Path(index.folder).resolve().parent.parent / name
-    return beside if beside.is_dir() else name
+    if str(name) in ("", ".", "..") or len(name.parts) != 1:
+        return name
+    generation = Path(index.folder).absolute()
+    for index_dir in (generation.parent, generation.resolve().parent):  # as given, then real
+        if (index_dir.parent / name).is_dir():
+            return index_dir.parent / name
+    return name
 
 
 class Bot:

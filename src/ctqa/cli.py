@@ -35,7 +35,12 @@ def cmd_ask(args) -> int:
         question = read_question(sys.stdin.buffer, bot.settings.max_question_chars)
     answer = bot.answer(question, history=args.after or None, k=args.k)
     if args.json:
-        print(json.dumps(asdict(answer), ensure_ascii=False, indent=2))
+        text = json.dumps(asdict(answer), ensure_ascii=False, indent=2)
+        try:
+            text.encode(sys.stdout.encoding or "utf-8")
+        except (UnicodeEncodeError, LookupError):  # a console that cannot show it: \u escapes
+            text = json.dumps(asdict(answer), indent=2)
+        print(text)
     else:
         print(answer.text)
     return 0

@@ -107,16 +107,16 @@ class Settings:
         for name, (low, high) in LIMITS.items():
             value = getattr(self, name)
             if not low <= value <= high:
-                bound = f"from {low:,} to {high:,}" if high < INFINITE else f"at least {low:,}"
-                _refuse(name, value, f"must be a whole number {bound}")
+                _refuse(name, value, f"must be a whole number from {low:,} to {high:,}")
         for f in fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, float) and not math.isfinite(value):
+            if isinstance(value, float) and (
+                math.isnan(value) or math.isinf(value) and f.name.startswith(WEIGHTS)
+            ):
+                # a threshold may be infinite (never abstain, never agree); a weight may not
                 _refuse(f.name, value, "must be a finite number")
             if f.name in CHOICES and value not in CHOICES[f.name]:
                 _refuse(f.name, value, f"must be one of {', '.join(CHOICES[f.name])}")
-            if isinstance(value, Path) and str(value) in ("", "."):
-                _refuse(f.name, value, "must name a folder or file")
 
     @classmethod
     def from_env(cls, **overrides) -> Settings:
@@ -146,17 +146,21 @@ class Settings:
         return dataclasses.replace(cls(), **values)
 
 
-INFINITE = 2**63
-# Whole-number settings and their ranges; the others are checked to be finite.
+# Whole-number settings and their ranges; numbers are never NaN, and weights are finite.
 LIMITS = {
     "max_question_chars": (1, 1_000_000),
-    "max_history_turns": (0, INFINITE),
-    "recent_searches": (0, INFINITE),
+    "max_history_turns": (0, 1_000_000),
+    "recent_searches": (0, 1_000_000),
     "max_k": (1, 1_000),
     "max_passage_tokens": (16, 256),  # MiniLM reads at most 256 word pieces
     "encode_batch_size": (1, 4_096),
     "candidates": (1, 100_000),
+    "ivf_from": (1, 10**12),
+    "nprobe_passages": (1, 1_000_000),
+    "nprobe_units": (1, 1_000_000),
+    "threads": (1, 256),
 }
+WEIGHTS = ("weight_", "follow_")
 CHOICES = {"fusion": ("weighted", "rrf", "dense", "lexical")}
 
 

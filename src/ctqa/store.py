@@ -233,7 +233,7 @@ def write_generation(folder: Path, documents, contents: Contents, shaping, corpu
     manifest = {
         **shaping,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "corpus": str(Path(corpus_dir).name),
+        "corpus": Path(corpus_dir).resolve().name,  # "seeds", even when given as "."
         "documents": [
             {"id": d.id, "path": Path(d.source).name, "sha256": d.sha256} for d in documents
         ],
