@@ -1,8 +1,10 @@
 """The web chat in a real browser: Playwright driving Debian's headless Chromium against a real
 server. Each test saves a screenshot under test-output/ for a person to look at."""
 
+import contextlib
 import json
 import statistics
+import threading
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -383,76 +385,68 @@ def test_hostile_questions_and_statements_are_shown_as_text_and_never_run(browse
 
 
 def test_a_full_queue_tells_the_visitor_the_app_is_busy(browser, fake_bot):
-    import threading
-
     from gradio_client import Client
 
     from ctqa.app import build_app
 
+    app = build_app(fake_bot, queue_size=1, concurrency=1)
+    with held_page(browser, fake_bot, app) as (page, url, gate, entered):
+        other = Client(url, verbose=False, analytics_enabled=False)
+        jobs = [other.submit("Where was the meeting held?", api_name="/chat")]
+        assert reached(page, entered)  # one answer under way, held at the gate
+        jobs.append(other.submit("Where was the meeting held?", api_name="/chat"))
+        wait_until_full(page, app)  # and one waiting
+        page.locator("#question textarea").fill("Who led the French delegation?")
+        page.locator("#question textarea").press("Enter")
+        busy = page.get_by_text("This application is currently busy. Please try again.")
+        busy.first.wait_for()
+        page.wait_for_timeout(400)  # let the notice finish fading in for the screenshot
+        shot(page, "chat-busy.png")
+        gate.set()
+        assert all("in Paris yesterday" in job.result(timeout=120) for job in jobs)
+        reply, _ = ask(page, "Who led the French delegation?")  # served again once it drains
+        assert "BERTOUX" in reply
+
+
+@contextlib.contextmanager
+def held_page(browser, bot, app=None):
+    """The chat over `bot` (or `app`) whose answers wait at a gate, open in a page: yields
+    (page, url, gate, entered); `entered` is released as each answer reaches the gate."""
     gate, entered = threading.Event(), threading.Semaphore(0)
-    answer = fake_bot.answer
+    answer = bot.answer
 
     def held(*args, **kwargs):
         entered.release()
         gate.wait(timeout=300)
         return answer(*args, **kwargs)
 
-    fake_bot.answer = held
-    app = build_app(fake_bot, queue_size=1, concurrency=1)
-    with serving_chat(fake_bot, app) as url:
+    bot.answer = held
+    with serving_chat(bot, app) as url:
         page = browser.new_page(viewport=LAPTOP)
         watched = Watched(page)
         page.goto(url)
         page.wait_for_selector("#question textarea")
-        other = Client(url, verbose=False, analytics_enabled=False)
-        jobs = [other.submit("Where was the meeting held?", api_name="/chat")]
         try:
-            assert entered.acquire(timeout=120)  # one answer under way, held at the gate
-            jobs.append(other.submit("Where was the meeting held?", api_name="/chat"))
-            deadline = time.monotonic() + 120
-            while len(app._queue) < 1:  # and one waiting: the queue is full
-                assert time.monotonic() < deadline, "the second question never queued"
-                time.sleep(0.05)
-            page.locator("#question textarea").fill("Who led the French delegation?")
-            page.locator("#question textarea").press("Enter")
-            busy = page.get_by_text("This application is currently busy. Please try again.")
-            busy.first.wait_for()
-            page.wait_for_timeout(400)  # let the notice finish fading in for the screenshot
-            shot(page, "chat-busy.png")
+            yield page, url, gate, entered
         finally:
             gate.set()
-        assert all("in Paris yesterday" in job.result(timeout=120) for job in jobs)
-        reply, _ = ask(page, "Who led the French delegation?")  # served again once it drains
-        assert "BERTOUX" in reply
         assert watched.dialogs == [] and watched.outside == []
         page.close()
+
+
+def wait_until_full(page, app, seconds: float = 120) -> None:
+    """Until a question waits in `app`'s queue (with a queue of 1: it is full)."""
+    deadline = time.monotonic() + seconds
+    while len(app._queue) < 1:
+        assert time.monotonic() < deadline, "no question ever queued"
+        page.wait_for_timeout(50)
 
 
 @pytest.fixture
 def held_chat(browser, fake_bot):
     """A page over a bot whose answers wait at a gate: (page, gate, entered)."""
-    import threading
-
-    gate, entered = threading.Event(), threading.Semaphore(0)
-    answer = fake_bot.answer
-
-    def held(*args, **kwargs):
-        entered.release()
-        gate.wait(timeout=300)
-        return answer(*args, **kwargs)
-
-    fake_bot.answer = held
-    with serving_chat(fake_bot) as url:
-        page = browser.new_page(viewport=LAPTOP)
-        watched = Watched(page)
-        page.goto(url)
-        page.wait_for_selector("#question textarea")
-        try:
-            yield page, gate, entered
-        finally:
-            gate.set()
-        assert watched.dialogs == [] and watched.outside == []
-        page.close()
+    with held_page(browser, fake_bot) as (page, _, gate, entered):
+        yield page, gate, entered
 
 
 def reached(page, entered, seconds: float = 120) -> bool:
@@ -497,55 +491,33 @@ def test_an_example_clicked_before_the_reply_keeps_both_exchanges_in_order(held_
 
 
 def test_a_full_queue_still_opens_the_page_and_clears_a_chat(browser, fake_bot):
-    import threading
-
     from gradio_client import Client
 
     from ctqa.app import build_app
 
-    gate, entered = threading.Event(), threading.Semaphore(0)
-    answer = fake_bot.answer
-
-    def held(*args, **kwargs):
-        entered.release()
-        gate.wait(timeout=300)
-        return answer(*args, **kwargs)
-
-    fake_bot.answer = held
     app = build_app(fake_bot, queue_size=1, concurrency=1)
-    with serving_chat(fake_bot, app) as url:
-        page = browser.new_page(viewport=LAPTOP)
-        watched = Watched(page)
-        page.goto(url)
-        page.wait_for_selector("#question textarea")
-        jobs = []
-        try:
-            gate.set()
-            ask(page, "Who led the Indian delegation?")
-            assert entered.acquire(blocking=False)  # that answer passed the gate
-            gate.clear()
-            other = Client(url, verbose=False, analytics_enabled=False)
-            jobs.append(other.submit("Where was the meeting held?", api_name="/chat"))
-            assert reached(page, entered, seconds=120)  # held, answering
-            jobs.append(other.submit("Where was the meeting held?", api_name="/chat"))
-            deadline = time.monotonic() + 120
-            while len(app._queue) < 1:  # and one waiting: the queue is full
-                assert time.monotonic() < deadline, "the second question never queued"
-                page.wait_for_timeout(50)
-            late = browser.new_page(viewport=LAPTOP)
-            late_watched = Watched(late)
-            late.goto(url)
-            late.wait_for_selector("#source .statement")
-            page.locator("#chat").get_by_role("button", name="Clear").click()
-            page.wait_for_function(f"() => !document.querySelector('{BOT_MESSAGES}')")
-            page.wait_for_timeout(500)
-            busy = "This application is currently busy"
-            assert late.get_by_text(busy).count() == 0 and page.get_by_text(busy).count() == 0
-        finally:
-            gate.set()
+    with held_page(browser, fake_bot, app) as (page, url, gate, entered):
+        gate.set()
+        ask(page, "Who led the Indian delegation?")
+        assert entered.acquire(blocking=False)  # that answer passed the gate
+        gate.clear()
+        other = Client(url, verbose=False, analytics_enabled=False)
+        jobs = [other.submit("Where was the meeting held?", api_name="/chat")]
+        assert reached(page, entered)  # held, answering
+        jobs.append(other.submit("Where was the meeting held?", api_name="/chat"))
+        wait_until_full(page, app)
+        late = browser.new_page(viewport=LAPTOP)
+        late_watched = Watched(late)
+        late.goto(url)
+        late.wait_for_selector("#source .statement")
+        page.locator("#chat").get_by_role("button", name="Clear").click()
+        page.wait_for_function(f"() => !document.querySelector('{BOT_MESSAGES}')")
+        page.wait_for_timeout(500)
+        busy = "This application is currently busy"
+        assert late.get_by_text(busy).count() == 0 and page.get_by_text(busy).count() == 0
+        gate.set()
         assert all("in Paris yesterday" in job.result(timeout=120) for job in jobs)
         reply, _ = ask(page, "And the French one?")
         assert "Searched for" not in reply  # the clear was heard: nothing before it to lean on
-        assert watched.dialogs == [] and watched.outside == [] and late_watched.outside == []
+        assert late_watched.dialogs == [] and late_watched.outside == []
         late.close()
-        page.close()
