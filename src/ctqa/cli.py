@@ -283,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     # A console that cannot show a character (an ASCII or Latin-1 one) gets a "?" for it
-    # rather than a traceback; the --json output stays valid JSON either way.
+    # rather than a traceback (`ask --json` writes \u escapes instead, the same JSON).
     for stream in (sys.stdout, sys.stderr):
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="replace")

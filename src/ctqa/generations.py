@@ -83,7 +83,7 @@ def write_and_switch(index_dir, documents, contents, shaping, corpus_dir, previo
 
 def write_failure(index_dir: Path, exc: OSError, previous: object) -> str:
     """One sentence: what stopped the build, what to do, and what still serves."""
-    if index_dir.exists() and not index_dir.is_dir() or exc.errno == errno.ENOTDIR:
+    if (index_dir.exists() and not index_dir.is_dir()) or exc.errno == errno.ENOTDIR:
         cause = "it, or a folder above it, is a file"
         fix = "pass --index a folder (new or an index's)"
     elif exc.errno in (errno.ENOSPC, errno.EDQUOT):
