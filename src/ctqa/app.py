@@ -146,9 +146,15 @@ def _sources_column(service: ChatService) -> SimpleNamespace:
 
 def _wire(service: ChatService, chat: SimpleNamespace, sources: SimpleNamespace) -> None:
     """Connect the page's events; only `/chat` (added by `build_app`) is a documented API."""
+
+    def ask_example(example, messages, k, documents, turns, request: gr.Request):
+        """An example clicked: its own words are asked, not what the question box holds by
+        the time the ask reads it (an earlier reply arriving meanwhile empties the box)."""
+        index = example[0] if isinstance(example, (list, tuple)) and example else example
+        question = EXAMPLES[index] if isinstance(index, int) and 0 <= index < len(EXAMPLES) else ""
+        return service.respond(question, messages, k, documents, turns, request)
+
     ask = dict(
-        fn=service.respond,
-        inputs=[chat.question, chat.chatbot, chat.k, chat.filter, chat.turns],
         outputs=[
             chat.question,
             chat.chatbot,
@@ -162,12 +168,13 @@ def _wire(service: ChatService, chat: SimpleNamespace, sources: SimpleNamespace)
         concurrency_id=ANSWERING,
         show_progress_on=[chat.chatbot],  # a busy or failed ask marks the conversation only
     )
+    page = [chat.chatbot, chat.k, chat.filter, chat.turns]
     asks = []
-    for event, name in (
-        (chat.question.submit, "ask"),
-        (chat.examples.load_input_event.then, "ask_example"),
+    for event, name, fn, asked in (
+        (chat.question.submit, "ask", service.respond, chat.question),
+        (chat.examples.load_input_event.then, "ask_example", ask_example, chat.examples.dataset),
     ):
-        asks.append(event(**ask, api_name=name))
+        asks.append(event(fn, [asked, *page], **ask, api_name=name))
         asks[-1].then(None, js=SCROLL_TO_REPLY_JS)
     sources.picked.input(
         service.pick_citation,
