@@ -137,6 +137,9 @@ def test_a_closed_or_narrow_output_and_a_closed_input_give_no_traceback():
     ascii_console = ctqa("ask", "Who led the French delegation?", PYTHONIOENCODING="ascii")
     assert ascii_console.returncode == 0, ascii_console.stderr
     assert b"BERTOUX" in ascii_console.stdout and b"?" in ascii_console.stdout  # quotes replaced
+    ascii_json = ctqa("ask", "Which groups were named?", "--json", PYTHONIOENCODING="ascii")
+    assert ascii_json.returncode == 0 and b"\\u2019" in ascii_json.stdout  # al-Qa\u2019ida
+    assert "al-Qa\u2019ida" in json.loads(ascii_json.stdout)["text"]  # the same JSON
     closed = subprocess.run(
         [sys.executable, "-m", "ctqa", "ask", "-"],
         cwd=ROOT,
