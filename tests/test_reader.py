@@ -11,11 +11,9 @@ from ctqa.reader import (
     MODEL_FOLDER,
     Calibration,
     Reading,
-    batch_arrays,
     best_span,
     encode_pair,
     load_reader,
-    readings,
     rerank,
 )
 
@@ -38,8 +36,8 @@ def test_the_reader_finds_the_answer_span_and_prefers_the_answering_paragraph(re
 def test_reading_passages_one_by_one_gives_what_a_padded_batch_gives(reader):
     question = "Where was the meeting held?"
     found = reader.read(question, PARAGRAPHS[:4])
+    batched = reader.read_padded(question, PARAGRAPHS[:4])
     pairs = [encode_pair(reader.tokenizer, question, p) for p in PARAGRAPHS[:4]]
-    batched = readings(reader.session.run(None, batch_arrays(pairs)), pairs)
     assert len({len(p.ids) for p in pairs}) > 1  # the batch is padded
     assert [r.span for r in found] == [r.span for r in batched]
     assert [r.logit for r in found] == pytest.approx([r.logit for r in batched], abs=1e-3)

@@ -167,7 +167,7 @@ def reader_batching(report: Report, bot, questions: list[Question], rounds: int)
     """Section 1: how the reader reads the passages retrieval proposes for each question: as
     shipped (side by side, each on one thread), one padded batch on every thread (as before
     commit 93cb315) and one passage at a time on every thread (commit 93cb315)."""
-    from ctqa.reader import batch_arrays, encode_pair, load_reader, readings
+    from ctqa.reader import load_reader
 
     reading = like(bot, reader="on")
     shipped = reading.reader()
@@ -179,8 +179,7 @@ def reader_batching(report: Report, bot, questions: list[Question], rounds: int)
     }
 
     def batched(q: Question):
-        pairs = [encode_pair(one_by_one.tokenizer, q.text, text) for text in proposed[q.text]]
-        return readings(one_by_one.session.run(None, batch_arrays(pairs)), pairs)
+        return one_by_one.read_padded(q.text, proposed[q.text])
 
     calls = {
         "shipped": lambda q: shipped.read(q.text, proposed[q.text]),

@@ -179,6 +179,12 @@ class Reader:
         runs = map(self._run, pairs) if self._pool is None else self._pool.map(self._run, pairs)
         return [readings(outputs, [pair])[0] for pair, outputs in zip(pairs, runs, strict=True)]
 
+    def read_padded(self, question: str, passages: list[str]) -> list[Reading]:
+        """`read` as one batch padded to its longest pair, in one run of the session: how the
+        reader read before commit 93cb315, the baseline `make bench` compares `read` with."""
+        pairs = [encode_pair(self.tokenizer, question, text) for text in passages]
+        return readings(self.session.run(None, batch_arrays(pairs)), pairs) if pairs else []
+
     def _run(self, pair: EncodedPair) -> list[np.ndarray]:
         return self.session.run(None, batch_arrays([pair]))
 
