@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import pytest
 
 from ctqa.build import build_index
-from ctqa.chat import ChatService, PageConversations
+from ctqa.chat import ChatService, PageConversation, PageConversations
 from ctqa.gradio_setup import gr
 from ctqa.minilm import token_counter
 
@@ -76,9 +76,18 @@ def test_each_page_has_its_own_conversation_and_a_forgotten_page_keeps_what_it_s
 
 
 def test_called_without_a_page_it_answers_from_what_it_is_given(service):
-    _, shown, turns, *_ = service.respond(INDIAN, [], 3, [], [])
+    service.respond(INDIAN, [], 3, [], [])
     _, again, *_ = service.respond(FRENCH, [], 3, [], [])
     assert asked(again) == [FRENCH]
+
+
+def test_an_outcome_is_not_kept_over_a_clear_that_came_after_it_was_asked():
+    page = PageConversation()
+    cleared, shown, turns = page.now()
+    page.clear()  # while the answer was being found
+    assert not page.keep(cleared, ["asked", "replied"], ["turn"])
+    assert page.now() == (1, [], [])
+    assert page.keep(1, ["asked", "replied"], ["turn"]) and page.messages == ["asked", "replied"]
 
 
 def reindex(service, corpus, encoder):

@@ -49,16 +49,39 @@ def citation_choices(answer: Answer) -> list[tuple[str, str]]:
     ]
 
 
+# What an ask returns to leave the page as it is: a skip for each of its 7 outputs (app.py).
+NO_CHANGE = (gr.skip(),) * 7
+
+
 @dataclass
 class PageConversation:
     """One page's conversation as the server last answered it: the chat's messages and their
-    records. A page's questions are answered one at a time, each after the ones before it
-    (`lock`), and a clear (`cleared`, counted) drops the replies still on their way."""
+    records. Its questions are answered one at a time, each after the ones before it
+    (`answering`); a clear counts (`cleared`), so that a reply on its way when it came is
+    dropped instead of kept."""
 
     messages: list = field(default_factory=list)
     turns: list = field(default_factory=list)
     cleared: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    answering: threading.Lock = field(default_factory=threading.Lock)
+    _state: threading.Lock = field(default_factory=threading.Lock)  # the three fields above
+
+    def now(self) -> tuple[int, list, list]:
+        with self._state:
+            return self.cleared, self.messages, self.turns
+
+    def keep(self, cleared: int, messages: list, turns: list) -> bool:
+        """Keep an exchange's outcome unless the chat was cleared since `now` said `cleared`."""
+        with self._state:
+            if self.cleared != cleared:
+                return False
+            self.messages, self.turns = messages, turns
+            return True
+
+    def clear(self) -> None:
+        with self._state:
+            self.cleared += 1
+            self.messages, self.turns = [], []
 
 
 class PageConversations:
@@ -81,12 +104,6 @@ class PageConversations:
             while len(self._pages) > self.size:
                 self._pages.popitem(last=False)
             return page, new
-
-    def clear(self, session: str) -> None:
-        page, _ = self.of(session)
-        with self._lock:
-            page.cleared += 1
-            page.messages, page.turns = [], []
 
 
 class ChatService:
@@ -195,23 +212,20 @@ class ChatService:
         if session is None:  # called directly, not by the page
             return self._exchange(question, messages, k, documents, turns)
         page, new = self.pages.of(session)
-        with page.lock:
+        with page.answering:
+            cleared, shown, records = page.now()
             if new:  # this server has not seen the page (or forgot it): it starts from it
-                page.messages, page.turns = list(messages or []), list(turns or [])
-            elif len(messages or []) > len(page.messages):
-                return (gr.skip(),) * 7  # asked before a clear: the page is empty now
-            cleared = page.cleared
-            found = self._exchange(question, page.messages, k, documents, page.turns)
-            if page.cleared != cleared:
-                return (gr.skip(),) * 7
-            page.messages, page.turns = found[1], found[2]
-            return found
+                shown, records = list(messages or []), list(turns or [])
+            elif len(messages or []) > len(shown):
+                return NO_CHANGE  # asked before a clear: the page is empty now
+            found = self._exchange(question, shown, k, documents, records)
+            return found if page.keep(cleared, found[1], found[2]) else NO_CHANGE
 
     def clear(self, request: gr.Request = None):
         """The chat was cleared: forget its conversation; replies on their way are dropped."""
         session = getattr(request, "session_hash", None)
         if session is not None:
-            self.pages.clear(session)
+            self.pages.of(session)[0].clear()
 
     def _exchange(self, question, messages, k, documents, turns):
         messages, turns = list(messages or []), list(turns or [])
