@@ -35,12 +35,13 @@ def own_index_dir(corpus: Path, settings: Settings) -> Path:
     settings' corpus, except that the shipped `embeddings/` only ever holds the shipped
     `seeds/` (so `CTQA_CORPUS_DIR` alone never rebuilds it with another corpus); a user cache
     folder otherwise."""
+
+    def same(a, b) -> bool:
+        return Path(a).resolve() == Path(b).resolve()
+
     shipped = Settings()
-    if corpus.resolve() != Path(settings.corpus_dir).resolve():
-        return default_index_dir(corpus)
-    if Path(settings.index_dir).resolve() != Path(shipped.index_dir).resolve():
-        return Path(settings.index_dir)
-    if corpus.resolve() == Path(shipped.corpus_dir).resolve():
+    chose_index = not same(settings.index_dir, shipped.index_dir)
+    if same(corpus, settings.corpus_dir) and (chose_index or same(corpus, shipped.corpus_dir)):
         return Path(settings.index_dir)
     return default_index_dir(corpus)
 
