@@ -143,8 +143,6 @@ def test_a_closed_or_narrow_output_and_a_closed_input_give_no_traceback():
     closed = subprocess.run(
         [sys.executable, "-m", "ctqa", "ask", "-"],
         cwd=ROOT,
-        capture_output=False,
-        stdin=None,
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         preexec_fn=lambda: os.close(0),

@@ -176,22 +176,7 @@ def cmd_eval(args) -> int:
     """
     from .eval_report import run_eval
 
-    writable_folder(args.out)  # before the eval's minutes, not after
     return run_eval(args.set, args.compare, args.limit, args.index_root, args.out)
-
-
-def writable_folder(folder: Path) -> None:
-    """`CtqaError` unless `folder` is, or can be made, a folder this process can write in."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".ctqa-write-check-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise CtqaError(
-            f"cannot write the report in {folder} ({exc.strerror or exc}); pass --out a "
-            "folder you can write in."
-        ) from None
 
 
 def build_parser() -> argparse.ArgumentParser:

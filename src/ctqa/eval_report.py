@@ -5,9 +5,11 @@ each mode's citation lengths and abstention AUCs, and the run over the sets that
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict
 from pathlib import Path
 
+from .errors import CtqaError
 from .evaluate import SetReport
 
 
@@ -111,6 +113,20 @@ def print_summary(name: str, mode: str, bot, reports, pictures: Path | None) -> 
     print(line)
 
 
+def writable_folder(folder: Path) -> None:
+    """`CtqaError` unless `folder` is, or can be made, a folder this process can write in."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".ctqa-write-check-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise CtqaError(
+            f"cannot write the report in {folder} ({exc.strerror or exc}); pass --out a "
+            "folder you can write in."
+        ) from None
+
+
 def run_eval(
     set_name: str, compare: bool, limit: int | None, index_root: Path | None, out: Path
 ) -> int:
@@ -123,6 +139,7 @@ def run_eval(
     from .conversation_eval import alone_outcomes, conversation_figures
     from .evaluate import default_sets, run_set
 
+    writable_folder(out)  # before the eval's minutes, not after
     settings = Settings.from_env()
     sets = default_sets()
     shipped = "reader" if settings.reader == "on" else settings.fusion
