@@ -1,0 +1,71 @@
+"""The statement's eval sets hold what `eval/statement/README.md` promises: every answer string
+is copied from the paragraph its question names and occurs in no other paragraph (ignoring
+case), so that a citation is scored right only when it cites that paragraph; the conversation
+cases are well formed and their halves never share a case."""
+
+import json
+
+import pytest
+
+from ctqa.config import PROJECT_ROOT
+
+STATEMENT = PROJECT_ROOT / "eval" / "statement"
+DOC = "india-france-joint-working-group-on-counter-terrorism"
+KINDS = {"first", "pronoun", "ellipsis", "what-about", "named", "unanswerable", "switch"}
+
+
+def paragraphs() -> list[str]:
+    """The statement's paragraphs, numbered from 1 as the README says: split on blank lines,
+    the leading `date` marker left out."""
+    text = (PROJECT_ROOT / "seeds" / f"{DOC}.txt").read_text(encoding="utf-8")
+    found = [p.strip() for p in text.split("\n\n") if p.strip()]
+    marker = " date 2021-11-17 "
+    assert text.startswith(marker)
+    found[0] = found[0].removeprefix(marker.strip()).strip()
+    return found
+
+
+def rows(name: str) -> list[dict]:
+    lines = (STATEMENT / name).read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def questions() -> list[tuple[str, dict]]:
+    """(where, question) for every question of the statement's sets, conversation turns too."""
+    found = [
+        (f"{name}:{r['id']}", r)
+        for name in ("answerable.jsonl", "followups.jsonl")
+        for r in rows(name)
+    ]
+    for case in rows("conversations.jsonl"):
+        found += [(f"{case['id']}-{n}", t) for n, t in enumerate(case["turns"], start=1)]
+    return found
+
+
+@pytest.mark.parametrize(
+    "where,question", questions(), ids=lambda v: v if isinstance(v, str) else ""
+)
+def test_every_answer_is_in_its_paragraph_and_in_no_other(where, question):
+    if not question.get("answerable", True):
+        assert question.get("paragraph") is None and not question.get("answers")
+        return
+    texts = [p.lower() for p in paragraphs()]
+    assert question["answers"], where
+    for answer in question["answers"]:
+        holding = [n for n, text in enumerate(texts, start=1) if answer.lower() in text]
+        assert holding == [question["paragraph"]], (where, answer, holding)
+
+
+def test_the_conversation_cases_are_well_formed():
+    cases = rows("conversations.jsonl")
+    ids = [case["id"] for case in cases]
+    assert ids == [f"conv-{n:03d}" for n in range(1, len(cases) + 1)]
+    asked = {"tuning": set(), "reported": set()}
+    for case in cases:
+        assert case["doc"] == DOC and case["half"] in asked
+        kinds = [turn["kind"] for turn in case["turns"]]
+        assert 2 <= len(kinds) <= 4 and kinds[0] == "first" and "first" not in kinds[1:], case["id"]
+        assert set(kinds) <= KINDS, case["id"]
+        asked[case["half"]].add(tuple(turn["question"] for turn in case["turns"]))
+    assert not asked["tuning"] & asked["reported"]
+    assert len(cases) >= 60 and sum(case["half"] == "reported" for case in cases) >= 30
