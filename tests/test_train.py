@@ -133,3 +133,22 @@ def test_the_model_card_says_what_the_reader_was_trained_on():
     card = card_text(record)
     assert "3260 questions of 7 of the other 14 articles" in card
     assert "name or number of its passage swapped" in card
+
+
+def test_the_precision_is_bfloat16_only_where_the_cpu_has_bfloat16_instructions(monkeypatch):
+    import torch
+
+    from ctqa.train import chosen_precision
+
+    assert chosen_precision("float32") == "float32"
+    assert chosen_precision("bfloat16") == "bfloat16"
+    with pytest.raises(ValueError, match="precision must be one of"):
+        chosen_precision("float16")
+    # without them PyTorch's bfloat16 matrix products are about 100 times slower (AVX2 only)
+    plain = {"avx2": True, "avx512_bf16": False, "amx_bf16": False}
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: plain)
+    assert chosen_precision("auto") == "float32"
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {**plain, "amx_bf16": True})
+    assert chosen_precision("auto") == "bfloat16"
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {**plain, "avx512_bf16": True})
+    assert chosen_precision("auto") == "bfloat16"

@@ -69,7 +69,7 @@ def card_text(record: dict) -> str:
             "",
             "## Training",
             f"- Seed {config['seed']}, {t['steps']} steps of {config['batch_size']} pairs, "
-            f"learning rate {config['learning_rate']}, bfloat16 autocast, torch {t['torch']}.",
+            f"learning rate {config['learning_rate']}, {computed_in(config)}, torch {t['torch']}.",
             f"- Loss {t['first_loss']} over the first 20 steps, {t['last_loss']} over the last 20.",
             f"- {t['train_minutes']} min training (summed over resumed runs), {t['total_minutes']}"
             " min for this run of `make model` on this machine (pairs, training, export,"
@@ -117,6 +117,14 @@ def extras(config: dict) -> list[str]:
             " for another of its article (no answer)"
         )
     return found
+
+
+def computed_in(config: dict) -> str:
+    """How the training computed: a record from before `precision` was recorded computed in
+    bfloat16."""
+    if config.get("precision", "bfloat16") == "bfloat16":
+        return "bfloat16 autocast"
+    return "float32"
 
 
 def write_card(folder: Path, record: dict) -> Path:

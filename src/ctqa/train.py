@@ -10,8 +10,11 @@ pairs, checkpoints every `checkpoint_every` steps. Then the ONNX export (`reader
 the calibration on the tuning split (`calibrate.py`), which the record and model card report.
 
 Why it fits an hour on two cores: the embeddings and the first `frozen_layers` layers are frozen,
-so their outputs are computed once per pair (in bfloat16) and only the upper layers are trained;
-bfloat16 autocast uses the CPU's matrix units where it has them.
+so their outputs are computed once per pair (kept in bfloat16) and only the upper layers are
+trained. It computes in bfloat16 where the CPU has bfloat16 instructions (AVX512-BF16 or AMX) and
+in float32 elsewhere (`precision`, "auto" by default): without them PyTorch's bfloat16 matrix
+products run about 100 times slower than float32 (seen on an AVX2-only CPU), so a run would take
+days.
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ class TrainConfig:
     checkpoint_every: int = 100
     limit: int | None = None  # questions per part, for a quick run
     threads: int = 2
+    precision: str = "auto"  # "bfloat16", "float32", or "auto": what the CPU computes fast
 
 
 @dataclass
@@ -99,9 +103,33 @@ def collate(rows: list[int], encoded, targets, cache=None):
     return batch, hidden
 
 
-def lower_cache(net, encoded, layers: int, size: int = 64):
-    """Every pair's hidden states after the frozen layers, in bfloat16: one array of all their
-    pieces, one after another (no padding), and where each pair's begin."""
+PRECISIONS = ("auto", "bfloat16", "float32")
+
+
+def chosen_precision(asked: str) -> str:
+    """`asked`, with "auto" made "bfloat16" when the CPU has bfloat16 instructions, else
+    "float32"."""
+    if asked not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {asked!r}")
+    if asked != "auto":
+        return asked
+    import torch
+
+    capabilities = torch.cpu.get_capabilities()
+    fast = capabilities.get("avx512_bf16") or capabilities.get("amx_bf16")
+    return "bfloat16" if fast else "float32"
+
+
+def autocast(precision: str):
+    """The autocast context of `precision` ("bfloat16" or "float32")."""
+    import torch
+
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bfloat16")
+
+
+def lower_cache(net, encoded, layers: int, precision: str, size: int = 64):
+    """Every pair's hidden states after the frozen layers, kept in bfloat16: one array of all
+    their pieces, one after another (no padding), and where each pair's begin."""
     import torch
 
     lengths = np.array([len(e.ids) for e in encoded])
@@ -110,7 +138,7 @@ def lower_cache(net, encoded, layers: int, size: int = 64):
     order = np.argsort(lengths, kind="stable").tolist()
     no_targets = np.zeros((len(encoded), 3), dtype=np.int64)
     net.eval()
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.no_grad(), autocast(precision):
         for at in range(0, len(order), size):
             rows = order[at : at + size]
             batch, _ = collate(rows, encoded, no_targets)
@@ -122,13 +150,14 @@ def lower_cache(net, encoded, layers: int, size: int = 64):
 
 def loss_of(net, batch: Batch, hidden, config: TrainConfig):
     """Answering (each passage on its own) and span losses."""
-    import torch
     from torch.nn import functional as F
 
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with autocast(config.precision):
         if hidden is None:
             logit, start, end = net(batch.ids, batch.mask, batch.types)
         else:
+            if config.precision != "bfloat16":
+                hidden = hidden.float()  # the cache keeps bfloat16
             logit, start, end = net.upper(hidden, batch.mask, config.frozen_layers)
     answer = F.binary_cross_entropy_with_logits(logit.float(), batch.label)
     span = F.cross_entropy(start.float(), batch.start) + F.cross_entropy(end.float(), batch.end)
@@ -145,13 +174,15 @@ def same_recipe(saved: dict, config: TrainConfig) -> bool:
     >>> same_recipe(asdict(TrainConfig()), TrainConfig(seed=14))
     False
     """
-    return {**asdict(TrainConfig()), **saved} == asdict(config)
+    # checkpoints from before `precision` existed were all trained in bfloat16
+    return {**asdict(TrainConfig()), "precision": "bfloat16", **saved} == asdict(config)
 
 
 def train_net(net, encoded, targets, config: TrainConfig, work: Path, log=print):
     """Train `net` in place, resuming from `work/checkpoint.pt` when it is there."""
     import torch
 
+    config = replace(config, precision=chosen_precision(config.precision))
     torch.manual_seed(config.seed)
     for p in net.layers[: config.frozen_layers].parameters():
         p.requires_grad = False
@@ -180,7 +211,7 @@ def train_net(net, encoded, targets, config: TrainConfig, work: Path, log=print)
     cache = None
     if config.frozen_layers and step < total:
         started = time.perf_counter()
-        cache = lower_cache(net, encoded, config.frozen_layers)
+        cache = lower_cache(net, encoded, config.frozen_layers, config.precision)
         took = time.perf_counter() - started
         log(f"frozen layers' outputs for {len(encoded)} pairs in {took:.0f} s")
     epoch_plans: dict[int, list] = {}
@@ -272,6 +303,8 @@ def run(config: TrainConfig, work: Path, out: Path, log=print) -> dict:
 
     passive_openmp()
     torch.set_num_threads(config.threads)
+    config = replace(config, precision=chosen_precision(config.precision))
+    log(f"computing in {config.precision} ({torch.cpu.get_capabilities().get('cpu_name')})")
     began = time.perf_counter()
     work.mkdir(parents=True, exist_ok=True)
     pairs, parts = prepare_pairs(config, work, log)
@@ -327,6 +360,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument("--" + name.replace("_", "-"), type=int)
     for name in ("epochs", "learning_rate"):
         parser.add_argument("--" + name.replace("_", "-"), type=float)
+    parser.add_argument("--precision", choices=PRECISIONS, help="default: auto")
     parser.add_argument(
         "--answer-removed",
         action="store_true",
