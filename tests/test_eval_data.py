@@ -1,9 +1,11 @@
 """The statement's eval sets hold what `eval/statement/README.md` promises: every answer string
-is copied from the paragraph its question names and occurs in no other paragraph (ignoring
-case), so that a citation is scored right only when it cites that paragraph; the conversation
-cases are well formed and their halves never share a case."""
+is copied, with its case, from the paragraph its question names (the eval's hit is a
+case-sensitive match) and occurs in no other paragraph, even ignoring case, so that a citation
+is scored right only when it cites that paragraph; the conversation cases are well formed and
+their halves never share a case."""
 
 import json
+from functools import cache
 
 import pytest
 
@@ -14,7 +16,8 @@ DOC = "india-france-joint-working-group-on-counter-terrorism"
 KINDS = {"first", "pronoun", "ellipsis", "what-about", "named", "unanswerable", "switch"}
 
 
-def paragraphs() -> list[str]:
+@cache
+def paragraphs() -> tuple[str, ...]:
     """The statement's paragraphs, numbered from 1 as the README says: split on blank lines,
     the leading `date` marker left out."""
     text = (PROJECT_ROOT / "seeds" / f"{DOC}.txt").read_text(encoding="utf-8")
@@ -22,7 +25,7 @@ def paragraphs() -> list[str]:
     marker = " date 2021-11-17 "
     assert text.startswith(marker)
     found[0] = found[0].removeprefix(marker.strip()).strip()
-    return found
+    return tuple(found)
 
 
 def rows(name: str) -> list[dict]:
@@ -49,10 +52,13 @@ def test_every_answer_is_in_its_paragraph_and_in_no_other(where, question):
     if not question.get("answerable", True):
         assert question.get("paragraph") is None and not question.get("answers")
         return
-    texts = [p.lower() for p in paragraphs()]
     assert question["answers"], where
+    own = paragraphs()[question["paragraph"] - 1]
     for answer in question["answers"]:
-        holding = [n for n, text in enumerate(texts, start=1) if answer.lower() in text]
+        assert answer in own, (where, answer)
+        holding = [
+            n for n, text in enumerate(paragraphs(), start=1) if answer.lower() in text.lower()
+        ]
         assert holding == [question["paragraph"]], (where, answer, holding)
 
 
@@ -66,6 +72,8 @@ def test_the_conversation_cases_are_well_formed():
         kinds = [turn["kind"] for turn in case["turns"]]
         assert 2 <= len(kinds) <= 4 and kinds[0] == "first" and "first" not in kinds[1:], case["id"]
         assert set(kinds) <= KINDS, case["id"]
+        for turn in case["turns"]:  # scored apart by `answerable`, counted by kind
+            assert (turn["kind"] == "unanswerable") == (not turn["answerable"]), case["id"]
         asked[case["half"]].add(tuple(turn["question"] for turn in case["turns"]))
     assert not asked["tuning"] & asked["reported"]
     assert len(cases) >= 60 and sum(case["half"] == "reported" for case in cases) >= 30

@@ -152,3 +152,53 @@ def test_the_precision_is_bfloat16_only_where_the_cpu_has_bfloat16_instructions(
     assert chosen_precision("auto") == "bfloat16"
     monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {**plain, "avx512_bf16": True})
     assert chosen_precision("auto") == "bfloat16"
+
+
+def test_a_finished_run_of_the_other_precision_is_not_trained_again(
+    slice_pairs, tmp_path, monkeypatch
+):
+    """An "auto" run on a CPU without bfloat16 instructions keeps a finished bfloat16
+    checkpoint (one from before `precision` was recorded), where only the export and the
+    calibration are left; an unfinished one is trained again, in float32."""
+    import torch
+
+    import ctqa.train as train
+
+    plain = {"avx2": True, "avx512_bf16": False, "amx_bf16": False}
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: plain)
+    encoded, targets = encode_pairs(pair_tokenizer(max_tokens=128), slice_pairs)
+    config = tiny_config(steps=8)
+
+    def as_if_bfloat16(folder):
+        saved = torch.load(folder / "checkpoint.pt", weights_only=False)
+        assert saved["config"]["precision"] == "float32"
+        del saved["config"]["precision"]  # as written before the field: trained in bfloat16
+        torch.save(saved, folder / "checkpoint.pt")
+
+    def trained(folder):
+        said = []
+        losses, _ = train.train_net(fresh_net(), encoded, targets, config, folder, log=said.append)
+        assert len(losses) == 8
+        return said
+
+    finished, stopped = tmp_path / "finished", tmp_path / "stopped"
+    finished.mkdir()
+    stopped.mkdir()
+    trained(finished)
+    as_if_bfloat16(finished)
+    assert "resuming at step 8 of 8" in trained(finished)
+
+    real_loss, calls = train.loss_of, {"n": 0}
+
+    def stops_at_step_six(*args):
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise KeyboardInterrupt
+        return real_loss(*args)
+
+    monkeypatch.setattr(train, "loss_of", stops_at_step_six)
+    with pytest.raises(KeyboardInterrupt):
+        train.train_net(fresh_net(), encoded, targets, config, stopped, log=lambda m: None)
+    monkeypatch.setattr(train, "loss_of", real_loss)
+    as_if_bfloat16(stopped)
+    assert any("another recipe" in line for line in trained(stopped))

@@ -124,7 +124,7 @@ def computed_in(config: dict) -> str:
     bfloat16."""
     if config.get("precision", "bfloat16") == "bfloat16":
         return "bfloat16 autocast"
-    return "float32"
+    return "float32 (the frozen layers' outputs kept in bfloat16)"
 
 
 def write_card(folder: Path, record: dict) -> Path:

@@ -167,27 +167,48 @@ def loss_of(net, batch: Batch, hidden, config: TrainConfig):
 def same_recipe(saved: dict, config: TrainConfig) -> bool:
     """Whether a checkpoint's recipe (`asdict` of its `TrainConfig`) is `config`. A field added
     to `TrainConfig` after the checkpoint was written counts at its default, the value that
-    keeps the recipe as it was, so adding one does not throw a run away.
+    keeps the recipe as it was, so adding one does not throw a run away; `precision` counts as
+    "bfloat16", in which every run before it was trained.
 
     >>> same_recipe({k: v for k, v in asdict(TrainConfig()).items() if k != "seed"}, TrainConfig())
     True
     >>> same_recipe(asdict(TrainConfig()), TrainConfig(seed=14))
     False
     """
-    # checkpoints from before `precision` existed were all trained in bfloat16
     return {**asdict(TrainConfig()), "precision": "bfloat16", **saved} == asdict(config)
+
+
+def total_steps(config: TrainConfig, pairs: int) -> int:
+    """The steps of a run over `pairs` training pairs."""
+    return config.steps or max(1, round(config.epochs * math.ceil(pairs / config.batch_size)))
+
+
+def settle_precision(config: TrainConfig, checkpoint: Path, total: int) -> TrainConfig:
+    """`config` with an "auto" precision settled. A finished checkpoint (`total` steps) of the
+    same recipe keeps the precision it was trained in: nothing is left to compute, so a run that
+    only redoes the export and calibration does not train again on a CPU that would choose the
+    other. Otherwise, what the CPU computes fast (`chosen_precision`)."""
+    if config.precision == "auto" and checkpoint.is_file():
+        import torch
+
+        saved = torch.load(checkpoint, weights_only=False)
+        kept = replace(config, precision=saved["config"].get("precision", "bfloat16"))
+        if saved["step"] >= total and same_recipe(saved["config"], kept):
+            return kept
+    return replace(config, precision=chosen_precision(config.precision))
 
 
 def train_net(net, encoded, targets, config: TrainConfig, work: Path, log=print):
     """Train `net` in place, resuming from `work/checkpoint.pt` when it is there."""
     import torch
 
-    config = replace(config, precision=chosen_precision(config.precision))
+    per_epoch = math.ceil(len(encoded) / config.batch_size)
+    total = total_steps(config, len(encoded))
+    checkpoint = work / "checkpoint.pt"
+    config = settle_precision(config, checkpoint, total)
     torch.manual_seed(config.seed)
     for p in net.layers[: config.frozen_layers].parameters():
         p.requires_grad = False
-    per_epoch = math.ceil(len(encoded) / config.batch_size)
-    total = config.steps or max(1, round(config.epochs * per_epoch))
     trainable = [p for p in net.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=0.01)
     warm = max(1, round(config.warmup * total))
@@ -195,7 +216,6 @@ def train_net(net, encoded, targets, config: TrainConfig, work: Path, log=print)
         optimizer, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm)))
     )
     step, losses, seconds = 0, [], 0.0
-    checkpoint = work / "checkpoint.pt"
     if checkpoint.is_file():
         saved = torch.load(checkpoint, weights_only=False)
         if not same_recipe(saved["config"], config):
@@ -303,8 +323,6 @@ def run(config: TrainConfig, work: Path, out: Path, log=print) -> dict:
 
     passive_openmp()
     torch.set_num_threads(config.threads)
-    config = replace(config, precision=chosen_precision(config.precision))
-    log(f"computing in {config.precision} ({torch.cpu.get_capabilities().get('cpu_name')})")
     began = time.perf_counter()
     work.mkdir(parents=True, exist_ok=True)
     pairs, parts = prepare_pairs(config, work, log)
@@ -313,6 +331,9 @@ def run(config: TrainConfig, work: Path, out: Path, log=print) -> dict:
         f"{len(encoded)} pairs encoded ({int(targets[:, 0].sum())} answer), "
         f"mean {np.mean([len(e.ids) for e in encoded]):.0f} word pieces"
     )
+    total = total_steps(config, len(encoded))
+    config = settle_precision(config, work / "checkpoint.pt", total)
+    log(f"training in {config.precision} ({torch.cpu.get_capabilities().get('cpu_name')})")
     net = from_minilm(verified_weights(model_dir()), seed=config.seed)
     losses, trained = train_net(net, encoded, targets, config, work, log)
     out.mkdir(parents=True, exist_ok=True)
