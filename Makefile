@@ -32,7 +32,8 @@ run: index
 test: index
 	$(BIN)/python -m pytest
 
-# Retrain the reader (seed 13; about 40 minutes on this 2-core machine; a stopped run resumes
+# Retrain the reader (seed 13; about 40 minutes on 2 cores with bfloat16 instructions; projected
+# near two hours in float32 on 2 AVX2 cores, see README; a stopped run resumes
 # from ~/.cache/ctqa/train/, delete it to start from scratch): writes src/ctqa/models/ (weights,
 # record with sha256 and calibration, model card READER.md). run and test never train.
 model: index
