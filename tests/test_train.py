@@ -38,6 +38,25 @@ def fresh_net():
     return from_minilm(verified_weights(model_dir()), seed=13)
 
 
+def stop_at_step_six(monkeypatch, encoded, targets, config, folder):
+    """Train until the sixth step's loss, stopped there as by Ctrl-C: the checkpoint of step 4
+    (`tiny_config` writes one every 4 steps) is what remains."""
+    import ctqa.train as train
+
+    real_loss, calls = train.loss_of, {"n": 0}
+
+    def stops_at_step_six(*args):
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise KeyboardInterrupt
+        return real_loss(*args)
+
+    monkeypatch.setattr(train, "loss_of", stops_at_step_six)
+    with pytest.raises(KeyboardInterrupt):
+        train.train_net(fresh_net(), encoded, targets, config, folder, log=lambda m: None)
+    monkeypatch.setattr(train, "loss_of", real_loss)
+
+
 def test_a_few_steps_lower_the_loss_and_the_export_reads(slice_pairs, tmp_path):
     from ctqa.reader_export import SHARED, export_reader, ship_float32
     from ctqa.train import train_net
@@ -69,19 +88,7 @@ def test_a_stopped_run_resumes_from_its_checkpoint(slice_pairs, tmp_path, monkey
 
     encoded, targets = encode_pairs(pair_tokenizer(max_tokens=128), slice_pairs)
     config = tiny_config(steps=8)
-    calls = {"n": 0}
-    real_loss = train.loss_of
-
-    def stops_at_step_six(*args):
-        calls["n"] += 1
-        if calls["n"] == 6:
-            raise KeyboardInterrupt
-        return real_loss(*args)
-
-    monkeypatch.setattr(train, "loss_of", stops_at_step_six)
-    with pytest.raises(KeyboardInterrupt):
-        train.train_net(fresh_net(), encoded, targets, config, tmp_path, log=lambda m: None)
-    monkeypatch.setattr(train, "loss_of", real_loss)
+    stop_at_step_six(monkeypatch, encoded, targets, config, tmp_path)
     # a checkpoint written before a TrainConfig field existed resumes: the field at its default
     import torch
 
@@ -188,17 +195,6 @@ def test_a_finished_run_of_the_other_precision_is_not_trained_again(
     as_if_bfloat16(finished)
     assert "resuming at step 8 of 8" in trained(finished)
 
-    real_loss, calls = train.loss_of, {"n": 0}
-
-    def stops_at_step_six(*args):
-        calls["n"] += 1
-        if calls["n"] == 6:
-            raise KeyboardInterrupt
-        return real_loss(*args)
-
-    monkeypatch.setattr(train, "loss_of", stops_at_step_six)
-    with pytest.raises(KeyboardInterrupt):
-        train.train_net(fresh_net(), encoded, targets, config, stopped, log=lambda m: None)
-    monkeypatch.setattr(train, "loss_of", real_loss)
+    stop_at_step_six(monkeypatch, encoded, targets, config, stopped)
     as_if_bfloat16(stopped)
     assert any("another recipe" in line for line in trained(stopped))
