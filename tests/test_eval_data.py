@@ -9,7 +9,9 @@ from functools import cache
 
 import pytest
 
+from ctqa.chunking import paragraph_spans
 from ctqa.config import PROJECT_ROOT
+from ctqa.corpus import parse_document
 
 STATEMENT = PROJECT_ROOT / "eval" / "statement"
 DOC = "india-france-joint-working-group-on-counter-terrorism"
@@ -18,14 +20,13 @@ KINDS = {"first", "pronoun", "ellipsis", "what-about", "named", "unanswerable", 
 
 @cache
 def paragraphs() -> tuple[str, ...]:
-    """The statement's paragraphs, numbered from 1 as the README says: split on blank lines,
-    the leading `date` marker left out."""
-    text = (PROJECT_ROOT / "seeds" / f"{DOC}.txt").read_text(encoding="utf-8")
-    found = [p.strip() for p in text.split("\n\n") if p.strip()]
-    marker = " date 2021-11-17 "
-    assert text.startswith(marker)
-    found[0] = found[0].removeprefix(marker.strip()).strip()
-    return tuple(found)
+    """The statement's paragraphs as ctqa splits them, numbered from 1 as the README says (the
+    leading `date` marker is not text)."""
+    path = PROJECT_ROOT / "seeds" / f"{DOC}.txt"
+    doc = parse_document(path, path.read_bytes())
+    found = tuple(doc.text[s.start : s.end] for s in paragraph_spans(doc.text, doc.body_start))
+    assert len(found) == 8 and not found[0].startswith("date")
+    return found
 
 
 def rows(name: str) -> list[dict]:

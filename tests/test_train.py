@@ -64,7 +64,7 @@ def test_a_few_steps_lower_the_loss_and_the_export_reads(slice_pairs, tmp_path):
     encoded, targets = encode_pairs(pair_tokenizer(max_tokens=128), slice_pairs)
     assert targets[:, 0].sum() >= 8  # the answering pairs kept their spans
     net = fresh_net()
-    losses, _ = train_net(net, encoded, targets, tiny_config(), tmp_path, log=lambda m: None)
+    losses = train_net(net, encoded, targets, tiny_config(), tmp_path, log=lambda m: None).losses
     assert len(losses) == 12
     assert np.mean(losses[-3:]) < 0.8 * np.mean(losses[:3])
     export = export_reader(net, tmp_path / "out", tmp_path, threads=2, log=lambda m: None)
@@ -96,13 +96,15 @@ def test_a_stopped_run_resumes_from_its_checkpoint(slice_pairs, tmp_path, monkey
     del saved["config"]["answer_removed"]
     torch.save(saved, tmp_path / "checkpoint.pt")
     said = []
-    losses, _ = train.train_net(fresh_net(), encoded, targets, config, tmp_path, log=said.append)
+    losses = train.train_net(
+        fresh_net(), encoded, targets, config, tmp_path, log=said.append
+    ).losses
     assert "resuming at step 4 of 8" in said
     assert len(losses) == 8
     # another recipe's checkpoint is not resumed, and the log says why
     said = []
     other = tiny_config(steps=8, seed=14)
-    losses, _ = train.train_net(fresh_net(), encoded, targets, other, tmp_path, log=said.append)
+    losses = train.train_net(fresh_net(), encoded, targets, other, tmp_path, log=said.append).losses
     assert any("another recipe" in line for line in said) and len(losses) == 8
 
 
@@ -145,7 +147,7 @@ def test_the_model_card_says_what_the_reader_was_trained_on():
 def test_the_precision_is_bfloat16_only_where_the_cpu_has_bfloat16_instructions(monkeypatch):
     import torch
 
-    from ctqa.train import chosen_precision
+    from ctqa.precision import chosen_precision
 
     assert chosen_precision("float32") == "float32"
     assert chosen_precision("bfloat16") == "bfloat16"
@@ -184,17 +186,19 @@ def test_a_finished_run_of_the_other_precision_is_not_trained_again(
 
     def trained(folder):
         said = []
-        losses, _ = train.train_net(fresh_net(), encoded, targets, config, folder, log=said.append)
-        assert len(losses) == 8
-        return said
+        done = train.train_net(fresh_net(), encoded, targets, config, folder, log=said.append)
+        assert len(done.losses) == 8
+        return said, done.config.precision  # the precision the record states
 
     finished, stopped = tmp_path / "finished", tmp_path / "stopped"
     finished.mkdir()
     stopped.mkdir()
     trained(finished)
     as_if_bfloat16(finished)
-    assert "resuming at step 8 of 8" in trained(finished)
+    said, precision = trained(finished)
+    assert "resuming at step 8 of 8" in said and precision == "bfloat16"
 
     stop_at_step_six(monkeypatch, encoded, targets, config, stopped)
     as_if_bfloat16(stopped)
-    assert any("another recipe" in line for line in trained(stopped))
+    said, precision = trained(stopped)
+    assert any("another recipe" in line for line in said) and precision == "float32"

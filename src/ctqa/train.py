@@ -11,10 +11,8 @@ the calibration on the tuning split (`calibrate.py`), which the record and model
 
 Why it fits an hour on two cores: the embeddings and the first `frozen_layers` layers are frozen,
 so their outputs are computed once per pair (kept in bfloat16) and only the upper layers are
-trained. It computes in bfloat16 where the CPU has bfloat16 instructions (AVX512-BF16 or AMX) and
-in float32 elsewhere (`precision`, "auto" by default): without them PyTorch's bfloat16 matrix
-products run about 100 times slower than float32 (seen on an AVX2-only CPU), so a run would take
-days.
+trained. It computes in bfloat16 where the CPU has bfloat16 instructions, float32 elsewhere
+(`precision.py`).
 """
 
 from __future__ import annotations
@@ -30,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .precision import PRECISIONS, autocast, chosen_precision
 from .reader import MODEL_FOLDER, pair_tokenizer
 from .training_data import (
     DEFAULT_WORK,
@@ -103,30 +102,6 @@ def collate(rows: list[int], encoded, targets, cache=None):
     return batch, hidden
 
 
-PRECISIONS = ("auto", "bfloat16", "float32")
-
-
-def chosen_precision(asked: str) -> str:
-    """`asked`, with "auto" made "bfloat16" when the CPU has bfloat16 instructions, else
-    "float32"."""
-    if asked not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {asked!r}")
-    if asked != "auto":
-        return asked
-    import torch
-
-    capabilities = torch.cpu.get_capabilities()
-    fast = capabilities.get("avx512_bf16") or capabilities.get("amx_bf16")
-    return "bfloat16" if fast else "float32"
-
-
-def autocast(precision: str):
-    """The autocast context of `precision` ("bfloat16" or "float32")."""
-    import torch
-
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bfloat16")
-
-
 def lower_cache(net, encoded, layers: int, precision: str, size: int = 64):
     """Every pair's hidden states after the frozen layers, kept in bfloat16: one array of all
     their pieces, one after another (no padding), and where each pair's begin."""
@@ -183,29 +158,38 @@ def total_steps(config: TrainConfig, pairs: int) -> int:
     return config.steps or max(1, round(config.epochs * math.ceil(pairs / config.batch_size)))
 
 
-def settle_precision(config: TrainConfig, checkpoint: Path, total: int) -> TrainConfig:
-    """`config` with an "auto" precision settled. A finished checkpoint (`total` steps) of the
-    same recipe keeps the precision it was trained in: nothing is left to compute, so a run that
-    only redoes the export and calibration does not train again on a CPU that would choose the
-    other. Otherwise, what the CPU computes fast (`chosen_precision`)."""
-    if config.precision == "auto" and checkpoint.is_file():
-        import torch
-
-        saved = torch.load(checkpoint, weights_only=False)
+def settle_precision(config: TrainConfig, saved: dict | None, total: int) -> TrainConfig:
+    """`config` with an "auto" precision settled. A finished checkpoint (`saved`, `total` steps)
+    of the same recipe keeps the precision it was trained in: nothing is left to compute, so a
+    run that only redoes the export and calibration does not train again on a CPU that would
+    choose the other. Otherwise, what the CPU computes fast (`chosen_precision`)."""
+    if config.precision == "auto" and saved is not None:
         kept = replace(config, precision=saved["config"].get("precision", "bfloat16"))
         if saved["step"] >= total and same_recipe(saved["config"], kept):
             return kept
     return replace(config, precision=chosen_precision(config.precision))
 
 
-def train_net(net, encoded, targets, config: TrainConfig, work: Path, log=print):
+@dataclass(frozen=True)
+class TrainedNet:
+    """What `train_net` did: each step's loss, the seconds it trained (summed over resumed
+    runs), and the recipe with its precision settled."""
+
+    losses: list[float]
+    seconds: float
+    config: TrainConfig
+
+
+def train_net(net, encoded, targets, config: TrainConfig, work: Path, log=print) -> TrainedNet:
     """Train `net` in place, resuming from `work/checkpoint.pt` when it is there."""
     import torch
 
     per_epoch = math.ceil(len(encoded) / config.batch_size)
     total = total_steps(config, len(encoded))
     checkpoint = work / "checkpoint.pt"
-    config = settle_precision(config, checkpoint, total)
+    saved = torch.load(checkpoint, weights_only=False) if checkpoint.is_file() else None
+    config = settle_precision(config, saved, total)
+    log(f"training in {config.precision} ({torch.cpu.get_capabilities().get('cpu_name')})")
     torch.manual_seed(config.seed)
     for p in net.layers[: config.frozen_layers].parameters():
         p.requires_grad = False
@@ -216,8 +200,7 @@ def train_net(net, encoded, targets, config: TrainConfig, work: Path, log=print)
         optimizer, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm)))
     )
     step, losses, seconds = 0, [], 0.0
-    if checkpoint.is_file():
-        saved = torch.load(checkpoint, weights_only=False)
+    if saved is not None:
         if not same_recipe(saved["config"], config):
             log(f"{checkpoint} was written by another recipe: training from the start")
         else:
@@ -269,7 +252,7 @@ def train_net(net, encoded, targets, config: TrainConfig, work: Path, log=print)
             }
             torch.save(state, work / "checkpoint.tmp")
             (work / "checkpoint.tmp").replace(checkpoint)
-    return losses, seconds + time.perf_counter() - started
+    return TrainedNet(losses, seconds + time.perf_counter() - started, config)
 
 
 def prepare_pairs(config: TrainConfig, work: Path, log=print) -> tuple[list[Pair], dict]:
@@ -331,11 +314,9 @@ def run(config: TrainConfig, work: Path, out: Path, log=print) -> dict:
         f"{len(encoded)} pairs encoded ({int(targets[:, 0].sum())} answer), "
         f"mean {np.mean([len(e.ids) for e in encoded]):.0f} word pieces"
     )
-    total = total_steps(config, len(encoded))
-    config = settle_precision(config, work / "checkpoint.pt", total)
-    log(f"training in {config.precision} ({torch.cpu.get_capabilities().get('cpu_name')})")
     net = from_minilm(verified_weights(model_dir()), seed=config.seed)
-    losses, trained = train_net(net, encoded, targets, config, work, log)
+    trained = train_net(net, encoded, targets, config, work, log)
+    config, losses = trained.config, trained.losses
     out.mkdir(parents=True, exist_ok=True)
     export = export_reader(net, out, work, config.threads, log)
     calibration, figures = calibrate(out, export, parts, work, config, log)
@@ -353,7 +334,7 @@ def run(config: TrainConfig, work: Path, out: Path, log=print) -> dict:
             "steps": len(losses),
             "first_loss": round(float(np.mean(losses[:20])), 4),
             "last_loss": round(float(np.mean(losses[-20:])), 4),
-            "train_minutes": round(trained / 60, 1),
+            "train_minutes": round(trained.seconds / 60, 1),
             "total_minutes": round((time.perf_counter() - began) / 60, 1),
             "torch": torch.__version__,
         },
