@@ -24,7 +24,13 @@ import numpy as np
 from ctqa.bot import Bot
 from ctqa.config import PROJECT_ROOT, Settings
 from ctqa.conversation import FollowUpRule, Step, next_step
-from ctqa.conversation_eval import kept_share, load_turns, pairings, score_conversations
+from ctqa.conversation_eval import (
+    better_of,
+    kept_share,
+    load_turns,
+    pairings,
+    score_conversations,
+)
 from ctqa.evaluate import load_questions
 from ctqa.logistic import fit_logistic
 
@@ -83,6 +89,13 @@ def main(argv: list[str] | None = None) -> None:
         f"lean {lean:.3f}, gap {-gap:.3f}, lift {lift:.3f}, bias {bias:.3f}"
     )
     every = load_turns(CONVERSATIONS, half="tuning")
+    ways = [score_conversations(bot, every, mode) for mode in ("alone", "glued")]
+    ways.append(better_of(*ways))
+    print(
+        "tuning follow-ups, "
+        + ", ".join(f"{w.mode} {w.shares['follow-up'][0]:.3f}" for w in ways)
+        + " (either: the best any choice between alone and glued reaches)"
+    )
     results = []
     for shift in np.arange(-2.0, 3.01, 0.25):
         rule = dict(

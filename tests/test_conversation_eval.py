@@ -4,9 +4,13 @@ pairing of standalone questions with unrelated ones, and what counts as kept."""
 import json
 from types import SimpleNamespace
 
+import pytest
+
 from ctqa.conversation_eval import (
+    ConversationScores,
     alone_outcomes,
     as_asked,
+    better_of,
     kept_share,
     load_turns,
     pairings,
@@ -98,13 +102,28 @@ def test_follow_ups_switches_and_unanswerable_follow_ups_are_scored_apart(tmp_pa
             ("Afghanistan?", ("Who led?",)): (False, "Singhvi led"),  # wrong: kept the old subject
         }
     )
-    shares = score_conversations(bot, turns, "shipped").shares
-    assert shares == {
+    scores = score_conversations(bot, turns, "shipped")
+    assert scores.shares == {
         "first": (1.0, 2),
         "follow-up": (1.0, 1),
         "unanswerable follow-up": (0.0, 1),  # answered where it should have declined
         "switch": (0.0, 1),
     }
+    assert [part for part, _ in scores.outcomes] == [t.part for t in turns]
+
+
+def test_either_is_right_where_alone_or_glued_is_turn_by_turn():
+    alone = ConversationScores.of(
+        "alone", [("follow-up", True), ("follow-up", False), ("switch", True)]
+    )
+    glued = ConversationScores.of(
+        "glued", [("follow-up", False), ("follow-up", False), ("switch", False)]
+    )
+    either = better_of(alone, glued)
+    assert either.mode == "either"
+    assert either.shares == {"follow-up": (0.5, 2), "switch": (1.0, 1)}
+    with pytest.raises(ValueError):  # scored over other turns
+        better_of(alone, ConversationScores.of("glued", [("follow-up", True)]))
 
 
 def q(id, paragraph, doc=DOC, answerable=True):

@@ -6,7 +6,9 @@ Two measures:
   person or group the previous answer named) and topic switches are scored apart, as
   answered-and-right; unanswerable follow-ups by whether ctqa declined. Two baselines run
   beside the shipped rule: every question alone, and every question glued after the one before
-  it. Each case belongs to a `half`: "tuning" may inform choices, "reported" never does.
+  it; and their better, turn by turn ("either"): what a rule that only chooses between the two
+  could reach at best. Each case belongs to a `half`: "tuning" may inform choices, "reported"
+  never does.
 - Standalone questions after an unrelated one: every question of an eval set without history
   is asked again after an answerable question of the same set on another statement (another
   passage when the set has one statement), a pairing fixed by a seed. It is kept when it gets
@@ -26,6 +28,7 @@ from .evaluate import EvalQuestion, ask, first_passage, load_questions
 PAIRING_SEED = 7
 FIRST, SWITCH = "first", "switch"
 MODES = ("shipped", "alone", "glued")
+EITHER = "either"  # per turn, right when alone or glued is: the best a choice of the two reaches
 
 
 @dataclass(frozen=True)
@@ -48,10 +51,32 @@ class Turn:
 @dataclass(frozen=True)
 class ConversationScores:
     """Per part of the conversation set, the share answered right (declined, for unanswerable
-    follow-ups) and how many turns it holds, for one way of searching."""
+    follow-ups) and how many turns it holds, for one way of searching; and each turn's outcome,
+    in the order of the turns scored."""
 
     mode: str
     shares: dict[str, tuple[float, int]]
+    outcomes: tuple[tuple[str, bool], ...] = ()  # (part, right) of each turn
+
+    @classmethod
+    def of(cls, mode: str, outcomes: list[tuple[str, bool]]) -> ConversationScores:
+        by_part: dict[str, list[bool]] = {}
+        for part, right in outcomes:
+            by_part.setdefault(part, []).append(right)
+        shares = {part: (sum(v) / len(v), len(v)) for part, v in by_part.items()}
+        return cls(mode, shares, tuple(outcomes))
+
+
+def better_of(a: ConversationScores, b: ConversationScores, mode: str = EITHER):
+    """Each turn right when it is right in `a` or in `b` (scored over the same turns).
+
+    >>> a = ConversationScores.of("alone", [("follow-up", True), ("follow-up", False)])
+    >>> b = ConversationScores.of("glued", [("follow-up", False), ("follow-up", False)])
+    >>> better_of(a, b).shares
+    {'follow-up': (0.5, 2)}
+    """
+    pairs = zip(a.outcomes, b.outcomes, strict=True)
+    return ConversationScores.of(mode, [(part, x or y) for (part, x), (_, y) in pairs])
 
 
 def load_turns(path: Path, half: str | None = None) -> list[Turn]:
@@ -94,13 +119,12 @@ def as_asked(turn: Turn, mode: str) -> EvalQuestion:
 
 def score_conversations(bot, turns: list[Turn], mode: str, k: int = 5) -> ConversationScores:
     """Each turn asked the `mode` way, scored by part."""
-    outcome: dict[str, list[bool]] = {}
+    outcomes = []
     for turn in turns:
         result = ask(bot, as_asked(turn, mode), k)
         right = result.abstained if not turn.question.answerable else result.answered_right
-        outcome.setdefault(turn.part, []).append(right)
-    shares = {part: (sum(v) / len(v), len(v)) for part, v in outcome.items()}
-    return ConversationScores(mode, shares)
+        outcomes.append((turn.part, right))
+    return ConversationScores.of(mode, outcomes)
 
 
 def pairings(questions: list[EvalQuestion], seed: int = PAIRING_SEED, earlier: int = 1):
@@ -181,6 +205,7 @@ def conversation_figures(
     if eval_set.conversations is not None:
         turns = load_turns(eval_set.conversations, half="reported")[:limit]
         scores = [score_conversations(bot, turns, mode) for mode in MODES]
+        scores.append(better_of(scores[MODES.index("alone")], scores[MODES.index("glued")]))
         lines.append(format_conversations(f"{eval_set.name} conversations, reported half", scores))
     kept = None
     if pairs:
