@@ -30,6 +30,7 @@ LAPTOP = {"width": 1366, "height": 900}
 PHONE = {"width": 390, "height": 844}
 PAYLOAD = "<img src=x onerror=alert(1)>"
 BOT_MESSAGES = "#chat [data-testid=bot]"
+USER_MESSAGES = "#chat [data-testid=user]"
 
 
 @pytest.fixture(scope="module")
@@ -485,9 +486,17 @@ def test_an_example_clicked_before_the_reply_keeps_both_exchanges_in_order(held_
     page.get_by_role("button", name="Where was the meeting held?").click()
     page.wait_for_timeout(500)  # the example's question reaches the server, and waits
     gate.set()
-    page.wait_for_function(f"() => document.querySelectorAll('{BOT_MESSAGES}').length == 2")
-    asked = page.locator("#chat [data-testid=user]").all_inner_texts()
-    assert asked == ["Who led the Indian delegation?", "Where was the meeting held?"]
+    both = ["Who led the Indian delegation?", "Where was the meeting held?"]
+    shows_both = f"""() => document.querySelectorAll('{BOT_MESSAGES}').length == 2
+        && JSON.stringify([...document.querySelectorAll('{USER_MESSAGES}')]
+            .map(m => m.innerText.trim())) == JSON.stringify({json.dumps(both)})"""
+    page.wait_for_function(shows_both)
+    # The first reply can reach the page after the second and draw the chat without it; the
+    # page then catches up with the server (ChatService.catch_up). Both replies are in by now.
+    page.wait_for_timeout(1500)
+    page.wait_for_function(shows_both, timeout=15_000)
+    asked = page.locator(USER_MESSAGES).all_inner_texts()
+    assert [a.strip() for a in asked] == both
 
 
 def test_a_full_queue_still_opens_the_page_and_clears_a_chat(browser, fake_bot):

@@ -66,6 +66,24 @@ def test_questions_asked_before_a_reply_each_follow_the_ones_before(service, mon
     assert histories == [[], [INDIAN]]  # the second follows the first
 
 
+def test_a_page_that_drew_an_earlier_reply_last_catches_up(service):
+    service.respond(INDIAN, [], 3, [], [], page())
+    _, both, turns, *_ = service.respond(FRENCH, [], 3, [], [], page())
+    # the first reply reached the page after the second one and drew the chat without it
+    first_only = both[:2]
+    assert service.catch_up(first_only, page()) == (both, turns)
+    assert service.catch_up(both, page()) == (gr.skip(), gr.skip())
+    service.clear(page())
+    assert service.catch_up([], page()) == (gr.skip(), gr.skip())
+    assert service.catch_up(first_only, page()) == (gr.skip(), gr.skip())  # no undo
+
+
+def test_catching_up_leaves_a_page_the_server_does_not_hold_as_it_is(service):
+    assert service.catch_up([{"role": "user", "content": INDIAN}], page("unseen"))[0] == gr.skip()
+    assert service.pages.known("unseen") is None  # and does not start holding it
+    assert service.catch_up([], None) == (gr.skip(), gr.skip())  # called without a page
+
+
 def test_each_page_has_its_own_conversation_and_a_forgotten_page_keeps_what_it_shows(service):
     _, mine, turns, *_ = service.respond(INDIAN, [], 3, [], [], page("a"))
     _, theirs, *_ = service.respond(FRENCH, [], 3, [], [], page("b"))

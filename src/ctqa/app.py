@@ -175,7 +175,14 @@ def _wire(service: ChatService, chat: SimpleNamespace, sources: SimpleNamespace)
         (chat.examples.load_input_event.then, "ask_example", ask_example, chat.examples.dataset),
     ):
         asks.append(event(fn, [asked, *page], **ask, api_name=name))
-        asks[-1].then(None, js=SCROLL_TO_REPLY_JS)
+        caught_up = asks[-1].then(
+            service.catch_up,
+            [chat.chatbot],
+            [chat.chatbot, chat.turns],
+            api_visibility="private",
+            queue=False,
+        )
+        caught_up.then(None, js=SCROLL_TO_REPLY_JS)
     sources.picked.input(
         service.pick_citation,
         [sources.picked, sources.last],

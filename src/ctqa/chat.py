@@ -93,6 +93,11 @@ class PageConversations:
         self._pages: OrderedDict[str, PageConversation] = OrderedDict()
         self._lock = threading.Lock()
 
+    def known(self, session: str) -> PageConversation | None:
+        """The page's conversation if this server holds it (nothing is added)."""
+        with self._lock:
+            return self._pages.get(session)
+
     def of(self, session: str) -> tuple[PageConversation, bool]:
         """The page's conversation, and whether it is new here."""
         with self._lock:
@@ -220,6 +225,20 @@ class ChatService:
                 return NO_CHANGE  # asked before a clear: the page is empty now
             found = self._exchange(question, shown, k, documents, records)
             return found if page.keep(cleared, found[1], found[2]) else NO_CHANGE
+
+    def catch_up(self, messages, request: gr.Request = None):
+        """The chat and its records as the server last kept them, where the page shows fewer
+        messages: replies come back in the order they are ready, so an earlier reply can
+        arrive after a later one and draw the chat without it. Run after every reply; it never
+        takes an exchange away (a cleared chat shows nothing, and the server holds nothing)."""
+        session = getattr(request, "session_hash", None)
+        page = self.pages.known(session) if session is not None else None
+        if page is None:
+            return gr.skip(), gr.skip()
+        _, shown, records = page.now()
+        if len(messages or []) >= len(shown):
+            return gr.skip(), gr.skip()
+        return shown, records
 
     def clear(self, request: gr.Request = None):
         """The chat was cleared: forget its conversation; replies on their way are dropped."""
