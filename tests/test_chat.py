@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import pytest
 
 from ctqa.build import build_index
-from ctqa.chat import ChatService, PageConversation, PageConversations
+from ctqa.chat import CAUGHT_UP, ChatService, PageConversation, PageConversations
 from ctqa.gradio_setup import gr
 from ctqa.minilm import token_counter
 
@@ -67,21 +67,26 @@ def test_questions_asked_before_a_reply_each_follow_the_ones_before(service, mon
 
 
 def test_a_page_that_drew_an_earlier_reply_last_catches_up(service):
-    service.respond(INDIAN, [], 3, [], [], page())
-    _, both, turns, *_ = service.respond(FRENCH, [], 3, [], [], page())
-    # the first reply reached the page after the second one and drew the chat without it
-    first_only = both[:2]
-    assert service.catch_up(first_only, page()) == (both, turns)
-    assert service.catch_up(both, page()) == (gr.skip(), gr.skip())
+    _, first_only, _, _, first_radio, *_ = service.respond(INDIAN, [], 3, [], [], page())
+    groups = "Which terrorist groups were named?"
+    _, both, turns, last, radio, panel, reading = service.respond(groups, [], 3, [], [], page())
+    # the first reply reached the page after the second one and drew the page without it
+    caught_up = service.catch_up(first_only, page())
+    assert caught_up[:3] == (both, turns, last) and last.question == groups
+    assert caught_up[4] == panel  # the second reply's first passage, in its statement
+    for shown, expected in ((caught_up[3], radio), (caught_up[5], reading)):
+        assert shown.constructor_args == expected.constructor_args
+    assert radio.constructor_args != first_radio.constructor_args  # its own citations
+    assert service.catch_up(both, page()) == CAUGHT_UP
     service.clear(page())
-    assert service.catch_up([], page()) == (gr.skip(), gr.skip())
-    assert service.catch_up(first_only, page()) == (gr.skip(), gr.skip())  # no undo
+    assert service.catch_up([], page()) == CAUGHT_UP
+    assert service.catch_up(first_only, page()) == CAUGHT_UP  # no undo
 
 
 def test_catching_up_leaves_a_page_the_server_does_not_hold_as_it_is(service):
-    assert service.catch_up([{"role": "user", "content": INDIAN}], page("unseen"))[0] == gr.skip()
+    assert service.catch_up([{"role": "user", "content": INDIAN}], page("unseen")) == CAUGHT_UP
     assert service.pages.known("unseen") is None  # and does not start holding it
-    assert service.catch_up([], None) == (gr.skip(), gr.skip())  # called without a page
+    assert service.catch_up([], None) == CAUGHT_UP  # called without a page
 
 
 def test_each_page_has_its_own_conversation_and_a_forgotten_page_keeps_what_it_shows(service):

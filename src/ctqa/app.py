@@ -178,7 +178,14 @@ def _wire(service: ChatService, chat: SimpleNamespace, sources: SimpleNamespace)
         caught_up = asks[-1].then(
             service.catch_up,
             [chat.chatbot],
-            [chat.chatbot, chat.turns],
+            [
+                chat.chatbot,
+                chat.turns,
+                sources.last,
+                sources.picked,
+                sources.panel,
+                sources.reading,
+            ],
             api_visibility="private",
             queue=False,
         )

@@ -37,20 +37,20 @@ def question_markdown(question: object) -> str:
     return escape_markdown(text).replace("#", "\\#") or "_(empty)_"
 
 
-def citation_choices(answer: Answer) -> list[tuple[str, str]]:
-    """Radio choices for the reply's citations (or nearest passages), values '0', '1', ..."""
-    if answer.abstained:
+def citation_choices(turn: Turn) -> list[tuple[str, str]]:
+    """Radio choices for a reply's citations (or nearest passages), values '0', '1', ..."""
+    if turn.abstained:
         return [
             (f"¶{c.paragraph} · {c.title} (does not answer)", str(i))
-            for i, c in enumerate(answer.nearest)
+            for i, c in enumerate(turn.citations)
         ]
-    return [
-        (f"{i + 1}. ¶{c.paragraph} · {c.title}", str(i)) for i, c in enumerate(answer.citations)
-    ]
+    return [(f"{i + 1}. ¶{c.paragraph} · {c.title}", str(i)) for i, c in enumerate(turn.citations)]
 
 
 # What an ask returns to leave the page as it is: a skip for each of its 7 outputs (app.py).
 NO_CHANGE = (gr.skip(),) * 7
+# What catching up returns when the page is up to date: a skip for each of its 6 outputs.
+CAUGHT_UP = (gr.skip(),) * 6
 
 
 @dataclass
@@ -227,18 +227,19 @@ class ChatService:
             return found if page.keep(cleared, found[1], found[2]) else NO_CHANGE
 
     def catch_up(self, messages, request: gr.Request = None):
-        """The chat and its records as the server last kept them, where the page shows fewer
-        messages: replies come back in the order they are ready, so an earlier reply can
-        arrive after a later one and draw the chat without it. Run after every reply; it never
-        takes an exchange away (a cleared chat shows nothing, and the server holds nothing)."""
+        """The page as the server last left it (the chat, its records and the last reply's
+        sources), where it shows fewer messages: replies come back in the order they are ready,
+        so an earlier reply can arrive after a later one and draw the page without it. Run
+        after every reply; it never takes an exchange away (a cleared chat shows nothing, and
+        the server holds nothing)."""
         session = getattr(request, "session_hash", None)
         page = self.pages.known(session) if session is not None else None
         if page is None:
-            return gr.skip(), gr.skip()
+            return CAUGHT_UP
         _, shown, records = page.now()
-        if len(messages or []) >= len(shown):
-            return gr.skip(), gr.skip()
-        return shown, records
+        if len(messages or []) >= len(shown) or not records:
+            return CAUGHT_UP
+        return shown, records, *self.sources(records[-1])
 
     def clear(self, request: gr.Request = None):
         """The chat was cleared: forget its conversation; replies on their way are dropped."""
@@ -254,15 +255,24 @@ class ChatService:
         except BadQuestion as exc:
             turn = Turn(len(messages) + 1, str(question), str(question), False, (), str(exc))
             messages += [*shown, _msg("assistant", problem_markdown(exc))]
-            return "", messages, [*turns, turn], gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            return "", messages, [*turns, turn], *self.sources(turn)
         cited = tuple(answer.citations or answer.nearest)
         turn = Turn(len(messages) + 1, answer.question, answer.query, answer.abstained, cited)
         messages += [*shown, _msg("assistant", reply_markdown(answer))]
-        radio = citation_radio(answer)
-        if not cited:
-            return "", messages, [*turns, turn], turn, radio, gr.skip(), gr.skip()
-        panel = self.statement(cited[0].doc_id, cited[0], answer.abstained)
-        return "", messages, [*turns, turn], turn, radio, panel, self.reading(cited[0].doc_id)
+        return "", messages, [*turns, turn], *self.sources(turn)
+
+    def sources(self, turn: Turn) -> tuple:
+        """The source column for a reply: (the reply's record, its citation picker, its first
+        passage in its statement, the statement list); a refused question leaves it as it is,
+        and a reply that cites nothing leaves the statement shown."""
+        if turn.error is not None:
+            return (gr.skip(),) * 4
+        radio = citation_radio(turn)
+        if not turn.citations:
+            return turn, radio, gr.skip(), gr.skip()
+        first = turn.citations[0]
+        panel = self.statement(first.doc_id, first, turn.abstained)
+        return turn, radio, panel, self.reading(first.doc_id)
 
     def pick_citation(self, choice, last: Turn | None):
         """Show the chosen citation of the last reply in its statement."""
@@ -291,12 +301,12 @@ def document_choices(documents: dict) -> list[tuple[str, str]]:
     return [(d.title + (f" ({d.date})" if d.date else ""), d.id) for d in documents.values()]
 
 
-def citation_radio(answer: Answer | None):
+def citation_radio(turn: Turn | None):
     """The citation picker for a new reply (its first passage selected), or emptied."""
-    choices = citation_choices(answer) if answer is not None else []
+    choices = citation_choices(turn) if turn is not None else []
     label = (
         "Nearest passages (they do not answer the last question)"
-        if answer is not None and answer.abstained
+        if turn is not None and turn.abstained
         else "Passages cited in the last reply"
     )
     return gr.Radio(choices=choices, value="0" if choices else None, label=label)
