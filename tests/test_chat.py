@@ -83,6 +83,20 @@ def test_a_page_that_drew_an_earlier_reply_last_catches_up(service):
     assert service.catch_up(first_only, page()) == CAUGHT_UP  # no undo
 
 
+def test_catching_up_after_a_refused_question_shows_the_last_answer_s_sources(service):
+    service.respond(INDIAN, [], 3, [], [], page())
+    _, _, _, last, *_ = service.respond("Which terrorist groups were named?", [], 3, [], [], page())
+    _, shown, turns, *skipped = service.respond("", [], 3, [], [], page())  # refused
+    assert turns[-1].error and skipped == [gr.skip()] * 4
+    caught_up = service.catch_up(shown[:2], page())
+    assert caught_up[:3] == (shown, turns, last)  # the sources of the last question answered
+
+
+def test_an_empty_page_is_not_refilled_before_the_server_hears_of_its_clear(service):
+    service.respond(INDIAN, [], 3, [], [], page())  # the server still holds this exchange
+    assert service.catch_up([], page()) == CAUGHT_UP
+
+
 def test_catching_up_leaves_a_page_the_server_does_not_hold_as_it_is(service):
     assert service.catch_up([{"role": "user", "content": INDIAN}], page("unseen")) == CAUGHT_UP
     assert service.pages.known("unseen") is None  # and does not start holding it

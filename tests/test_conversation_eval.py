@@ -122,8 +122,11 @@ def test_either_is_right_where_alone_or_glued_is_turn_by_turn():
     either = better_of(alone, glued)
     assert either.mode == "either"
     assert either.shares == {"follow-up": (0.5, 2), "switch": (1.0, 1)}
-    with pytest.raises(ValueError):  # scored over other turns
-        better_of(alone, ConversationScores.of("glued", [("follow-up", True)]))
+    for other in ([("follow-up", True)], [("switch", True), ("follow-up", True), ("switch", True)]):
+        with pytest.raises(ValueError):  # scored over other turns
+            better_of(alone, ConversationScores.of("glued", other))
+    with pytest.raises(ValueError):  # scores without their turns' outcomes
+        better_of(ConversationScores("alone", {}), ConversationScores("glued", {}))
 
 
 def q(id, paragraph, doc=DOC, answerable=True):

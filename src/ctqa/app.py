@@ -178,16 +178,10 @@ def _wire(service: ChatService, chat: SimpleNamespace, sources: SimpleNamespace)
         caught_up = asks[-1].then(
             service.catch_up,
             [chat.chatbot],
-            [
-                chat.chatbot,
-                chat.turns,
-                sources.last,
-                sources.picked,
-                sources.panel,
-                sources.reading,
-            ],
+            ask["outputs"][1:],  # all but the question box
             api_visibility="private",
             queue=False,
+            show_progress="hidden",
         )
         caught_up.then(None, js=SCROLL_TO_REPLY_JS)
     sources.picked.input(

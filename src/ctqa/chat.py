@@ -227,19 +227,23 @@ class ChatService:
             return found if page.keep(cleared, found[1], found[2]) else NO_CHANGE
 
     def catch_up(self, messages, request: gr.Request = None):
-        """The page as the server last left it (the chat, its records and the last reply's
-        sources), where it shows fewer messages: replies come back in the order they are ready,
-        so an earlier reply can arrive after a later one and draw the page without it. Run
-        after every reply; it never takes an exchange away (a cleared chat shows nothing, and
-        the server holds nothing)."""
+        """The page as the server last left it (the chat, its records and the sources of the
+        last question answered), where it shows fewer messages: replies come back in the order
+        they are ready, so an earlier reply can arrive after a later one and draw the page
+        without it. Run after every reply; it never takes an exchange away, and leaves an
+        empty (cleared) page empty."""
         session = getattr(request, "session_hash", None)
         page = self.pages.known(session) if session is not None else None
         if page is None:
             return CAUGHT_UP
         _, shown, records = page.now()
-        if len(messages or []) >= len(shown) or not records:
+        # An empty page was cleared (a reply draws its own exchange), maybe before the server
+        # heard of it: catching up must not bring the old chat back.
+        if not messages or len(messages) >= len(shown):
             return CAUGHT_UP
-        return shown, records, *self.sources(records[-1])
+        answered = [t for t in records if t.error is None]
+        sources = self.sources(answered[-1]) if answered else (gr.skip(),) * 4
+        return shown, records, *sources
 
     def clear(self, request: gr.Request = None):
         """The chat was cleared: forget its conversation; replies on their way are dropped."""

@@ -6,9 +6,9 @@ Two measures:
   person or group the previous answer named) and topic switches are scored apart, as
   answered-and-right; unanswerable follow-ups by whether ctqa declined. Two baselines run
   beside the shipped rule: every question alone, and every question glued after the one before
-  it; and their better, turn by turn ("either"): what a rule that only chooses between the two
-  could reach at best. Each case belongs to a `half`: "tuning" may inform choices, "reported"
-  never does.
+  it; and their better, turn by turn ("either"): the most a rule that chooses, for each turn,
+  between asking it alone and glued after the question before it could reach. Each case
+  belongs to a `half`: "tuning" may inform choices, "reported" never does.
 - Standalone questions after an unrelated one: every question of an eval set without history
   is asked again after an answerable question of the same set on another statement (another
   passage when the set has one statement), a pairing fixed by a seed. It is kept when it gets
@@ -28,7 +28,7 @@ from .evaluate import EvalQuestion, ask, first_passage, load_questions
 PAIRING_SEED = 7
 FIRST, SWITCH = "first", "switch"
 MODES = ("shipped", "alone", "glued")
-EITHER = "either"  # per turn, right when alone or glued is: the best a choice of the two reaches
+EITHER = "either"  # per turn, right when alone or glued is
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,7 @@ class ConversationScores:
 
     @classmethod
     def of(cls, mode: str, outcomes: list[tuple[str, bool]]) -> ConversationScores:
+        """The scores of `outcomes`, each turn's (part, right) in order."""
         by_part: dict[str, list[bool]] = {}
         for part, right in outcomes:
             by_part.setdefault(part, []).append(right)
@@ -67,14 +68,18 @@ class ConversationScores:
         return cls(mode, shares, tuple(outcomes))
 
 
-def better_of(a: ConversationScores, b: ConversationScores, mode: str = EITHER):
-    """Each turn right when it is right in `a` or in `b` (scored over the same turns).
+def better_of(
+    a: ConversationScores, b: ConversationScores, mode: str = EITHER
+) -> ConversationScores:
+    """Each turn right when it is right in `a` or in `b`, scored over the same turns.
 
     >>> a = ConversationScores.of("alone", [("follow-up", True), ("follow-up", False)])
     >>> b = ConversationScores.of("glued", [("follow-up", False), ("follow-up", False)])
     >>> better_of(a, b).shares
     {'follow-up': (0.5, 2)}
     """
+    if [part for part, _ in a.outcomes] != [part for part, _ in b.outcomes] or not a.outcomes:
+        raise ValueError("better_of needs the outcomes of the same turns, in the same order")
     pairs = zip(a.outcomes, b.outcomes, strict=True)
     return ConversationScores.of(mode, [(part, x or y) for (part, x), (_, y) in pairs])
 
