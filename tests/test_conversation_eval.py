@@ -113,20 +113,21 @@ def test_follow_ups_switches_and_unanswerable_follow_ups_are_scored_apart(tmp_pa
 
 
 def test_either_is_right_where_alone_or_glued_is_turn_by_turn():
-    alone = ConversationScores.of(
-        "alone", [("follow-up", True), ("follow-up", False), ("switch", True)]
+    alone = ConversationScores(
+        "alone", (("follow-up", True), ("follow-up", False), ("switch", True))
     )
-    glued = ConversationScores.of(
-        "glued", [("follow-up", False), ("follow-up", False), ("switch", False)]
+    glued = ConversationScores(
+        "glued", (("follow-up", False), ("follow-up", False), ("switch", False))
     )
     either = better_of(alone, glued)
     assert either.mode == "either"
     assert either.shares == {"follow-up": (0.5, 2), "switch": (1.0, 1)}
     for other in ([("follow-up", True)], [("switch", True), ("follow-up", True), ("switch", True)]):
         with pytest.raises(ValueError):  # scored over other turns
-            better_of(alone, ConversationScores.of("glued", other))
-    with pytest.raises(ValueError):  # scores without their turns' outcomes
-        better_of(ConversationScores("alone", {}), ConversationScores("glued", {}))
+            better_of(alone, ConversationScores("glued", tuple(other)))
+    with pytest.raises(ValueError):  # scores of no turns against scores of some
+        better_of(ConversationScores("alone", ()), glued)
+    assert better_of(ConversationScores("alone", ()), ConversationScores("glued", ())).shares == {}
 
 
 def q(id, paragraph, doc=DOC, answerable=True):

@@ -153,7 +153,7 @@ def test_the_precision_is_bfloat16_only_where_the_cpu_has_bfloat16_instructions(
     assert chosen_precision("bfloat16") == "bfloat16"
     with pytest.raises(ValueError, match="precision must be one of"):
         chosen_precision("float16")
-    # without them PyTorch's bfloat16 matrix products are about 100 times slower (AVX2 only)
+    # without them PyTorch's bfloat16 matrix products are tens of times slower (AVX2 only)
     plain = {"avx2": True, "avx512_bf16": False, "amx_bf16": False}
     monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: plain)
     assert chosen_precision("auto") == "float32"

@@ -39,18 +39,21 @@ def question_markdown(question: object) -> str:
 
 def citation_choices(turn: Turn) -> list[tuple[str, str]]:
     """Radio choices for a reply's citations (or nearest passages), values '0', '1', ..."""
-    if turn.abstained:
-        return [
-            (f"¶{c.paragraph} · {c.title} (does not answer)", str(i))
-            for i, c in enumerate(turn.citations)
-        ]
-    return [(f"{i + 1}. ¶{c.paragraph} · {c.title}", str(i)) for i, c in enumerate(turn.citations)]
+
+    def label(i: int, c: Citation) -> str:
+        if turn.abstained:
+            return f"¶{c.paragraph} · {c.title} (does not answer)"
+        return f"{i + 1}. ¶{c.paragraph} · {c.title}"
+
+    return [(label(i, c), str(i)) for i, c in enumerate(turn.citations)]
 
 
-# What an ask returns to leave the page as it is: a skip for each of its 7 outputs (app.py).
+# What an ask returns to leave the page as it is: a skip for each of its 7 outputs (app.py): the
+# question box, the chat, its records, and the source column's 4 (`ChatService.sources`).
 NO_CHANGE = (gr.skip(),) * 7
-# What catching up returns when the page is up to date: a skip for each of its 6 outputs.
-CAUGHT_UP = (gr.skip(),) * 6
+SOURCES_UNCHANGED = NO_CHANGE[3:]
+# What catching up returns when the page is up to date: its outputs are the ask's but the box.
+CAUGHT_UP = NO_CHANGE[1:]
 
 
 @dataclass
@@ -242,7 +245,7 @@ class ChatService:
         if not messages or len(messages) >= len(shown):
             return CAUGHT_UP
         answered = [t for t in records if t.error is None]
-        sources = self.sources(answered[-1]) if answered else (gr.skip(),) * 4
+        sources = self.sources(answered[-1]) if answered else SOURCES_UNCHANGED
         return shown, records, *sources
 
     def clear(self, request: gr.Request = None):
@@ -270,7 +273,7 @@ class ChatService:
         passage in its statement, the statement list); a refused question leaves it as it is,
         and a reply that cites nothing leaves the statement shown."""
         if turn.error is not None:
-            return (gr.skip(),) * 4
+            return SOURCES_UNCHANGED
         radio = citation_radio(turn)
         if not turn.citations:
             return turn, radio, gr.skip(), gr.skip()

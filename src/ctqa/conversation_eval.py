@@ -50,22 +50,19 @@ class Turn:
 
 @dataclass(frozen=True)
 class ConversationScores:
-    """Per part of the conversation set, the share answered right (declined, for unanswerable
-    follow-ups) and how many turns it holds, for one way of searching; and each turn's outcome,
-    in the order of the turns scored."""
+    """Each turn's outcome, (part, right), in the order of the turns scored, for one way of
+    searching; right means answered right (declined, for unanswerable follow-ups)."""
 
     mode: str
-    shares: dict[str, tuple[float, int]]
-    outcomes: tuple[tuple[str, bool], ...] = ()  # (part, right) of each turn
+    outcomes: tuple[tuple[str, bool], ...]
 
-    @classmethod
-    def of(cls, mode: str, outcomes: list[tuple[str, bool]]) -> ConversationScores:
-        """The scores of `outcomes`, each turn's (part, right) in order."""
+    @property
+    def shares(self) -> dict[str, tuple[float, int]]:
+        """Per part, the share right and how many turns it holds."""
         by_part: dict[str, list[bool]] = {}
-        for part, right in outcomes:
+        for part, right in self.outcomes:
             by_part.setdefault(part, []).append(right)
-        shares = {part: (sum(v) / len(v), len(v)) for part, v in by_part.items()}
-        return cls(mode, shares, tuple(outcomes))
+        return {part: (sum(v) / len(v), len(v)) for part, v in by_part.items()}
 
 
 def better_of(
@@ -73,15 +70,15 @@ def better_of(
 ) -> ConversationScores:
     """Each turn right when it is right in `a` or in `b`, scored over the same turns.
 
-    >>> a = ConversationScores.of("alone", [("follow-up", True), ("follow-up", False)])
-    >>> b = ConversationScores.of("glued", [("follow-up", False), ("follow-up", False)])
+    >>> a = ConversationScores("alone", (("follow-up", True), ("follow-up", False)))
+    >>> b = ConversationScores("glued", (("follow-up", False), ("follow-up", False)))
     >>> better_of(a, b).shares
     {'follow-up': (0.5, 2)}
     """
-    if [part for part, _ in a.outcomes] != [part for part, _ in b.outcomes] or not a.outcomes:
+    if [part for part, _ in a.outcomes] != [part for part, _ in b.outcomes]:
         raise ValueError("better_of needs the outcomes of the same turns, in the same order")
     pairs = zip(a.outcomes, b.outcomes, strict=True)
-    return ConversationScores.of(mode, [(part, x or y) for (part, x), (_, y) in pairs])
+    return ConversationScores(mode, tuple((part, x or y) for (part, x), (_, y) in pairs))
 
 
 def load_turns(path: Path, half: str | None = None) -> list[Turn]:
@@ -129,7 +126,7 @@ def score_conversations(bot, turns: list[Turn], mode: str, k: int = 5) -> Conver
         result = ask(bot, as_asked(turn, mode), k)
         right = result.abstained if not turn.question.answerable else result.answered_right
         outcomes.append((turn.part, right))
-    return ConversationScores.of(mode, outcomes)
+    return ConversationScores(mode, tuple(outcomes))
 
 
 def pairings(questions: list[EvalQuestion], seed: int = PAIRING_SEED, earlier: int = 1):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .precision import recorded_precision
 from .training_data import TUNING_ARTICLES, TUNING_OUTSIDE
 
 TRAINING_ARTICLES = 14  # of the 20 in eval/squad-train/, the tuning ones set apart
@@ -120,9 +121,8 @@ def extras(config: dict) -> list[str]:
 
 
 def computed_in(config: dict) -> str:
-    """How the training computed: a record from before `precision` was recorded computed in
-    bfloat16."""
-    if config.get("precision", "bfloat16") == "bfloat16":
+    """How the training computed (a record from before `precision` was recorded: as then)."""
+    if recorded_precision(config) == "bfloat16":
         return "bfloat16 autocast"
     return "float32 (the frozen layers' outputs kept in bfloat16)"
 

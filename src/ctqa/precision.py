@@ -10,6 +10,17 @@ AVX2-only CPU), so a `make model` run would take days.
 from __future__ import annotations
 
 PRECISIONS = ("auto", "bfloat16", "float32")
+# What a run computed in before its precision was recorded (checkpoints, records, model cards).
+UNRECORDED = "bfloat16"
+
+
+def recorded_precision(config: dict) -> str:
+    """The precision a recorded recipe (`asdict` of a `TrainConfig`) computed in.
+
+    >>> recorded_precision({"seed": 13}), recorded_precision({"precision": "float32"})
+    ('bfloat16', 'float32')
+    """
+    return config.get("precision", UNRECORDED)
 
 
 def chosen_precision(asked: str) -> str:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .precision import PRECISIONS, autocast, chosen_precision
+from .precision import PRECISIONS, UNRECORDED, autocast, chosen_precision, recorded_precision
 from .reader import MODEL_FOLDER, pair_tokenizer
 from .training_data import (
     DEFAULT_WORK,
@@ -143,19 +143,14 @@ def same_recipe(saved: dict, config: TrainConfig) -> bool:
     """Whether a checkpoint's recipe (`asdict` of its `TrainConfig`) is `config`. A field added
     to `TrainConfig` after the checkpoint was written counts at its default, the value that
     keeps the recipe as it was, so adding one does not throw a run away; `precision` counts as
-    "bfloat16", in which every run before it was trained.
+    what every run before it was trained in (`UNRECORDED`).
 
     >>> same_recipe({k: v for k, v in asdict(TrainConfig()).items() if k != "seed"}, TrainConfig())
     True
     >>> same_recipe(asdict(TrainConfig()), TrainConfig(seed=14))
     False
     """
-    return {**asdict(TrainConfig()), "precision": "bfloat16", **saved} == asdict(config)
-
-
-def total_steps(config: TrainConfig, pairs: int) -> int:
-    """The steps of a run over `pairs` training pairs."""
-    return config.steps or max(1, round(config.epochs * math.ceil(pairs / config.batch_size)))
+    return {**asdict(TrainConfig()), "precision": UNRECORDED, **saved} == asdict(config)
 
 
 def settle_precision(config: TrainConfig, saved: dict | None, total: int) -> TrainConfig:
@@ -164,7 +159,7 @@ def settle_precision(config: TrainConfig, saved: dict | None, total: int) -> Tra
     run that only redoes the export and calibration does not train again on a CPU that would
     choose the other. Otherwise, what the CPU computes fast (`chosen_precision`)."""
     if config.precision == "auto" and saved is not None:
-        kept = replace(config, precision=saved["config"].get("precision", "bfloat16"))
+        kept = replace(config, precision=recorded_precision(saved["config"]))
         if saved["step"] >= total and same_recipe(saved["config"], kept):
             return kept
     return replace(config, precision=chosen_precision(config.precision))
@@ -185,7 +180,7 @@ def train_net(net, encoded, targets, config: TrainConfig, work: Path, log=print)
     import torch
 
     per_epoch = math.ceil(len(encoded) / config.batch_size)
-    total = total_steps(config, len(encoded))
+    total = config.steps or max(1, round(config.epochs * per_epoch))
     checkpoint = work / "checkpoint.pt"
     saved = torch.load(checkpoint, weights_only=False) if checkpoint.is_file() else None
     config = settle_precision(config, saved, total)
