@@ -96,8 +96,9 @@ class PageConversations:
         self._pages: OrderedDict[str, PageConversation] = OrderedDict()
         self._lock = threading.Lock()
 
-    def known(self, session: str) -> PageConversation | None:
-        """The page's conversation if this server holds it (nothing is added)."""
+    def known(self, session: str | None) -> PageConversation | None:
+        """The page's conversation if this server holds it (nothing is added; None for no
+        page)."""
         with self._lock:
             return self._pages.get(session)
 
@@ -235,9 +236,8 @@ class ChatService:
         they are ready, so an earlier reply can arrive after a later one and draw the page
         without it. Run after every reply; it never takes an exchange away, and leaves an
         empty (cleared) page empty."""
-        session = getattr(request, "session_hash", None)
-        page = self.pages.known(session) if session is not None else None
-        if page is None:
+        page = self.pages.known(getattr(request, "session_hash", None))
+        if page is None:  # called directly, or a page this server does not hold
             return CAUGHT_UP
         _, shown, records = page.now()
         # An empty page was cleared (a reply draws its own exchange), maybe before the server
@@ -261,11 +261,12 @@ class ChatService:
             answer = self.answer(question, earlier_questions(messages, turns), k, documents)
         except BadQuestion as exc:
             turn = Turn(len(messages) + 1, str(question), str(question), False, (), str(exc))
-            messages += [*shown, _msg("assistant", problem_markdown(exc))]
-            return "", messages, [*turns, turn], *self.sources(turn)
-        cited = tuple(answer.citations or answer.nearest)
-        turn = Turn(len(messages) + 1, answer.question, answer.query, answer.abstained, cited)
-        messages += [*shown, _msg("assistant", reply_markdown(answer))]
+            reply = problem_markdown(exc)
+        else:
+            cited = tuple(answer.citations or answer.nearest)
+            turn = Turn(len(messages) + 1, answer.question, answer.query, answer.abstained, cited)
+            reply = reply_markdown(answer)
+        messages += [*shown, _msg("assistant", reply)]
         return "", messages, [*turns, turn], *self.sources(turn)
 
     def sources(self, turn: Turn) -> tuple:
